@@ -1,0 +1,32 @@
+import { Hono } from 'hono';
+import { ApiError, ConfigError, problemResponse, StorageUnavailableError } from './errors';
+import { type AppEnv, keyringOf } from './http/context';
+import { adminRoutes } from './routes/admin';
+import { apiRoutes } from './routes/api';
+import { authRoutes } from './routes/auth';
+
+/** The Worker's routes. Every failure leaves as a problem document (errors.ts). */
+export const app = new Hono<AppEnv>()
+  .get('/health', (c) => c.json({ ok: true }))
+  .get('/.well-known/jwks.json', async (c) => {
+    const keyring = await keyringOf(c);
+    // Short enough that a key added for rotation reaches verifiers well before it signs.
+    c.header('cache-control', 'public, max-age=300');
+    return c.body(keyring.jwksJson, 200, { 'content-type': 'application/json' });
+  })
+  .route('/auth', authRoutes)
+  .route('/api', apiRoutes)
+  .route('/admin', adminRoutes);
+
+app.notFound(() => problemResponse(new ApiError('not_found')));
+
+app.onError((error) => {
+  if (error instanceof ApiError) return problemResponse(error);
+  if (error instanceof StorageUnavailableError) {
+    console.error('latchkey: D1 unavailable', String(error.cause));
+    return problemResponse(new ApiError('temporarily_unavailable', { retryAfterSeconds: 1 }));
+  }
+  if (error instanceof ConfigError) console.error(error.message);
+  else console.error('latchkey: unexpected error', error);
+  return problemResponse(new ApiError('internal_error'));
+});

@@ -1,0 +1,57 @@
+import type { MiddlewareHandler } from 'hono';
+import { now } from '../clock';
+import { ApiError } from '../errors';
+import { sessionState } from '../renewal/decide';
+import type { AccessTokenClaims } from '../tokens/claims';
+import { verifyAccessToken } from '../tokens/verify';
+import { renewalPolicy } from '../user-authority/object';
+import { bearerToken } from './credentials';
+import { type AppContext, type AppEnv, configOf, keyringOf, storeOf } from './context';
+
+/**
+ * Verifies the presented access token (signature, algorithm, `typ`, `iss`, `aud`, every claim).
+ * Renewal and logout pass `allowExpired`; they apply the idle limit themselves.
+ */
+export async function presentedClaims(c: AppContext, options: { allowExpired: boolean }): Promise<AccessTokenClaims> {
+  const token = bearerToken(c.req.raw);
+  if (token === undefined) throw new ApiError('missing_token');
+  const config = configOf(c);
+  const result = await verifyAccessToken(token, await keyringOf(c), {
+    issuer: config.issuer,
+    audience: config.audience,
+    nowMs: now(),
+    allowExpired: options.allowExpired,
+  });
+  if (result.ok) return result.claims;
+  throw new ApiError(result.reason === 'expired' ? 'token_expired' : 'invalid_token');
+}
+
+const STATE_ERRORS = {
+  revoked: 'session_revoked',
+  expired: 'session_expired',
+  inactive: 'session_inactive',
+} as const;
+
+/**
+ * Guards a route with a valid (unexpired) access token and sets `caller`.
+ *
+ * - `stateless`: the token alone, no database read. A stolen token works until it expires,
+ *   which is why tokens are short-lived.
+ * - `strict`: also one D1 read of the session and the user's revocation instant, so a revoked
+ *   session is refused at once. For changing a password, paying, and the like.
+ */
+export function requireAccessToken(mode: 'stateless' | 'strict'): MiddlewareHandler<AppEnv> {
+  if (mode !== 'stateless' && mode !== 'strict') throw new TypeError(`unknown verification mode ${String(mode)}`);
+  return async (c, next) => {
+    const claims = await presentedClaims(c, { allowExpired: false });
+    if (mode === 'strict') {
+      const loaded = await storeOf(c).loadSession(claims.sid, claims.sub);
+      const state = sessionState(loaded?.session ?? null, loaded?.user ?? null, now(), renewalPolicy(configOf(c)));
+      if (state !== 'live') throw new ApiError(STATE_ERRORS[state]);
+      c.set('caller', { claims, email: loaded?.user.email });
+    } else {
+      c.set('caller', { claims });
+    }
+    await next();
+  };
+}

@@ -1,0 +1,14 @@
+import { env } from 'cloudflare:workers';
+import { app } from './app';
+import { configFrom } from './config';
+import { parseSigningKeys } from './tokens/keys';
+
+// Validate configuration at start-up: a bad value stops the Worker from loading, with a message
+// naming the variable, instead of failing on the first request.
+parseSigningKeys(configFrom(env).signingKeysJson);
+
+export { UserAuthority } from './user-authority/object';
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,125 @@
+/**
+ * The renewal decision of PROTOCOL.md as a pure function: presented token, stored records, the
+ * user's clock reading and the policy in; a tagged decision out. No I/O, so every row of the
+ * table is tested on its own. The user's Durable Object loads, calls this, persists, answers.
+ */
+
+/** What renewal needs of a verified token (rule 1 has already passed). */
+export interface PresentedToken {
+  gen: number;
+  /** Seconds. */
+  iat: number;
+  /** Seconds. */
+  exp: number;
+}
+
+/** A session row, instants in milliseconds on the user's clock. */
+export interface SessionRecord {
+  id: string;
+  userId: string;
+  client: string | null;
+  /** The login instant. */
+  createdAt: number;
+  /** The current (newest) generation. */
+  gen: number;
+  /** When the current generation was minted; also when the previous one was superseded. */
+  genMintedAt: number;
+  /** `exp` of the current generation's token, in seconds. */
+  genExpiresAt: number;
+  revokedAt: number | null;
+}
+
+/** The user's instants, in milliseconds. */
+export interface UserInstants {
+  /** Every session whose login is at or before this is revoked. */
+  revokedBefore: number;
+  /** The last time the user proved their credentials (login or password change). */
+  lastLoginAt: number;
+}
+
+export interface RenewalPolicy {
+  renewWindowMs: number;
+  sessionMaxAgeMs: number;
+  reuseGraceMs: number;
+}
+
+export type RenewalDecision =
+  /** Rule 2: idle too long. */
+  | { kind: 'inactive' }
+  /** Rule 3: unknown or revoked session. */
+  | { kind: 'revoked' }
+  /** Rule 4: past the absolute limit. */
+  | { kind: 'expired' }
+  /** Rule 5: mint generation `nextGen`. */
+  | { kind: 'rotate'; nextGen: number }
+  /** Rule 6: answer the current generation's token again. */
+  | { kind: 'grace' }
+  /** Rule 7: a superseded token shown again; revoke the session, or every session of the user. */
+  | { kind: 'reuse'; scope: 'session' | 'user' }
+  /** Rule 8: a generation the records never reached. */
+  | { kind: 'mismatch' };
+
+export type SessionState = 'live' | 'revoked' | 'expired' | 'inactive';
+
+/**
+ * Whether a session is revoked (rule 3) or past its absolute limit (rule 4). A session whose
+ * login is at or before `revokedBefore` is revoked: the login instant is on the user's
+ * millisecond clock, so a revocation and a login in the same second are ordered exactly, which
+ * `iat` (whole seconds) could not do.
+ */
+export function sessionStanding(
+  session: SessionRecord | null,
+  user: UserInstants | null,
+  nowMs: number,
+  policy: RenewalPolicy,
+): 'live' | 'revoked' | 'expired' {
+  if (!session || !user || session.revokedAt !== null || session.createdAt <= user.revokedBefore) return 'revoked';
+  if (nowMs - session.createdAt > policy.sessionMaxAgeMs) return 'expired';
+  return 'live';
+}
+
+/** API.md's liveness, for strict routes and the sessions list: standing, then the idle limit. */
+export function sessionState(
+  session: SessionRecord | null,
+  user: UserInstants | null,
+  nowMs: number,
+  policy: RenewalPolicy,
+): SessionState {
+  const standing = sessionStanding(session, user, nowMs, policy);
+  if (standing !== 'live' || !session) return standing;
+  return nowMs - session.genExpiresAt * 1000 > policy.renewWindowMs ? 'inactive' : 'live';
+}
+
+/**
+ * Rule 7's scope. A superseded token minted at or after the user's last login means the thief
+ * may hold credentials as fresh as the user's: every session goes. One minted before it is an old
+ * threat the user has since answered by typing their password: only its own session goes, so an
+ * attacker replaying an old token cannot sign the user out again and again.
+ */
+function reuseScope(token: PresentedToken, session: SessionRecord, user: UserInstants): 'session' | 'user' {
+  // Every token of a session is minted at or after that session's login.
+  if (session.createdAt >= user.lastLoginAt) return 'user';
+  // Only `iat` is known: compare whole seconds; the same second resolves toward safety (PROTOCOL.md).
+  return token.iat >= Math.floor(user.lastLoginAt / 1000) ? 'user' : 'session';
+}
+
+/** PROTOCOL.md's decision table, rules 2 to 8, in order. */
+export function decideRenewal(
+  token: PresentedToken,
+  session: SessionRecord | null,
+  user: UserInstants | null,
+  nowMs: number,
+  policy: RenewalPolicy,
+): RenewalDecision {
+  if (nowMs - token.exp * 1000 > policy.renewWindowMs) return { kind: 'inactive' };
+  const standing = sessionStanding(session, user, nowMs, policy);
+  if (standing === 'revoked' || !session || !user) return { kind: 'revoked' };
+  // Belt and braces for rule 3's "T minted at or before U.revoked_before": a token whose whole
+  // `iat` second lies at or before the revocation instant is dead even if the session row says otherwise.
+  if (token.iat * 1000 + 999 <= user.revokedBefore) return { kind: 'revoked' };
+  if (standing === 'expired') return { kind: 'expired' };
+  if (token.gen === session.gen) return { kind: 'rotate', nextGen: session.gen + 1 };
+  if (token.gen === session.gen - 1 && nowMs - session.genMintedAt < policy.reuseGraceMs) return { kind: 'grace' };
+  if (token.gen < session.gen) return { kind: 'reuse', scope: reuseScope(token, session, user) };
+  return { kind: 'mismatch' };
+}

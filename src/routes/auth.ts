@@ -1,0 +1,177 @@
+import { Hono } from 'hono';
+import { now } from '../clock';
+import { ApiError } from '../errors';
+import { field, normalizeEmail, readJsonObject, registrableEmail, codePoints } from '../http/body';
+import {
+  type AppContext,
+  type AppEnv,
+  authorityOf,
+  callAuthority,
+  clientAddress,
+  configOf,
+  storeOf,
+} from '../http/context';
+import { presentedClaims, requireAccessToken } from '../http/require-token';
+import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
+import { sessionState } from '../renewal/decide';
+import { renewalPolicy } from '../user-authority/object';
+import { isoInstant, tokenResponse } from './responses';
+
+const MAX_EMAIL_LENGTH = 320;
+const MAX_CLIENT_LABEL = 64;
+const MAX_EVENTS = 100;
+
+/**
+ * Charges one attempt for (email, client address) before any hashing and checks the password.
+ * Answers 429 once LOGIN_MAX_FAILURES attempts failed, even for the right password. An unknown
+ * email costs the same scrypt work as a wrong password and answers identically.
+ */
+async function checkCredentials(c: AppContext, rawEmail: string, password: string) {
+  const config = configOf(c);
+  const email = normalizeEmail(rawEmail);
+  const clientIp = clientAddress(c);
+  const nowMs = now();
+  const attempt = await storeOf(c).chargeLoginAttempt({
+    email,
+    clientIp,
+    nowMs,
+    maxFailures: config.loginMaxFailures,
+    lockoutMs: config.loginLockoutSeconds * 1000,
+  });
+  if (attempt.failures > config.loginMaxFailures) {
+    throw new ApiError('too_many_attempts', { retryAfterSeconds: (attempt.lockedUntil - nowMs) / 1000 });
+  }
+  const check = await verifyPassword(password, attempt.user?.passwordHash);
+  return { email, clientIp, user: attempt.user, check, at: nowMs };
+}
+
+function requirePassword(body: Record<string, unknown>, name: string): string {
+  return field.string(body, name, MAX_PASSWORD_LENGTH);
+}
+
+function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
+  const password = requirePassword(body, name);
+  const min = configOf(c).passwordMinLength;
+  if (codePoints(password) < min) {
+    throw new ApiError('invalid_request', { detail: `"${name}" must be at least ${min} characters.` });
+  }
+  return password;
+}
+
+export const authRoutes = new Hono<AppEnv>()
+  .post('/register', async (c) => {
+    const body = await readJsonObject(c.req.raw);
+    const email = registrableEmail(field.string(body, 'email', MAX_EMAIL_LENGTH));
+    const password = requireNewPassword(c, body, 'password');
+    const user = { id: crypto.randomUUID(), email, passwordHash: await hashPassword(password), createdAt: now() };
+    if (!(await storeOf(c).insertUser(user))) throw new ApiError('email_taken');
+    return c.json({ user: { id: user.id, email: user.email, created_at: isoInstant(user.createdAt) } }, 201);
+  })
+
+  .post('/login', async (c) => {
+    const body = await readJsonObject(c.req.raw);
+    const rawEmail = field.string(body, 'email', MAX_EMAIL_LENGTH);
+    const password = requirePassword(body, 'password');
+    const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
+    field.optionalChoice(body, 'mode', ['bearer'] as const);
+    const { email, clientIp, user, check, at } = await checkCredentials(c, rawEmail, password);
+    if (!user || !check.ok) {
+      if (user) {
+        await storeOf(c).insertEvent(user.id, { type: 'login_failed', at, sessionId: null, detail: null });
+      }
+      throw new ApiError('invalid_credentials');
+    }
+    const upgraded = check.needsRehash ? await hashPassword(password) : null;
+    const grant = await callAuthority(() =>
+      authorityOf(c, user.id).login({
+        userId: user.id,
+        checkedPasswordHash: user.passwordHash,
+        upgradedPasswordHash: upgraded,
+        client,
+        throttleKey: { email, clientIp },
+      }),
+    );
+    return tokenResponse(c, grant);
+  })
+
+  .post('/renew', async (c) => {
+    const claims = await presentedClaims(c, { allowExpired: true });
+    // Rule 2 needs no records: refuse an idle token here, without waking the user's object.
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
+    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims));
+    return tokenResponse(c, grant);
+  })
+
+  .post('/logout', async (c) => {
+    const claims = await presentedClaims(c, { allowExpired: true });
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
+    await callAuthority(() => authorityOf(c, claims.sub).logout({ userId: claims.sub, sessionId: claims.sid }));
+    return c.body(null, 204);
+  })
+
+  .post('/logout-all', requireAccessToken('strict'), async (c) => {
+    const { claims } = c.get('caller');
+    await callAuthority(() => authorityOf(c, claims.sub).logoutAll({ userId: claims.sub, sessionId: claims.sid }));
+    return c.body(null, 204);
+  })
+
+  .post('/password', requireAccessToken('strict'), async (c) => {
+    const { claims, email } = c.get('caller');
+    const body = await readJsonObject(c.req.raw);
+    const currentPassword = requirePassword(body, 'current_password');
+    const newPassword = requireNewPassword(c, body, 'new_password');
+    // Throttled like a login: a stolen token must not become a password-guessing oracle.
+    const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword);
+    if (!user || user.id !== claims.sub || !check.ok) throw new ApiError('invalid_credentials');
+    const grant = await callAuthority(async () =>
+      authorityOf(c, claims.sub).changePassword({
+        userId: claims.sub,
+        sessionId: claims.sid,
+        checkedPasswordHash: user.passwordHash,
+        newPasswordHash: await hashPassword(newPassword),
+        throttleKey: { email: throttledEmail, clientIp },
+      }),
+    );
+    return tokenResponse(c, grant);
+  })
+
+  .get('/sessions', requireAccessToken('strict'), async (c) => {
+    const { claims } = c.get('caller');
+    const store = storeOf(c);
+    const nowMs = now();
+    const policy = renewalPolicy(configOf(c));
+    const { user, sessions } = await store.listUnrevokedSessions(claims.sub);
+    const live = sessions.filter((session) => sessionState(session, user, nowMs, policy) === 'live');
+    c.header('cache-control', 'no-store');
+    return c.json({
+      sessions: live.map((session) => ({
+        id: session.id,
+        client: session.client,
+        created_at: isoInstant(session.createdAt),
+        last_renewed_at: session.gen > 1 ? isoInstant(session.genMintedAt) : null,
+        current: session.id === claims.sid,
+      })),
+    });
+  })
+
+  .delete('/sessions/:id', requireAccessToken('strict'), async (c) => {
+    const { claims } = c.get('caller');
+    const sessionId = c.req.param('id');
+    if (sessionId.length > 128) throw new ApiError('not_found');
+    await callAuthority(() => authorityOf(c, claims.sub).revokeSession({ userId: claims.sub, sessionId }));
+    return c.body(null, 204);
+  })
+
+  .get('/events', requireAccessToken('strict'), async (c) => {
+    const { claims } = c.get('caller');
+    const events = await storeOf(c).listEvents(claims.sub, MAX_EVENTS);
+    c.header('cache-control', 'no-store');
+    return c.json({
+      events: events.map((event) => ({
+        type: event.type,
+        at: isoInstant(event.at),
+        session_id: event.sessionId,
+        detail: event.detail,
+      })),
+    });
+  });

@@ -1,0 +1,112 @@
+import { compactVerify } from 'jose';
+import { ACCESS_TOKEN_TYP, type AccessTokenClaims } from './claims';
+import type { Keyring } from './keys';
+
+/** Leeway on `exp`, and on an `iat` in the future (API.md: at most 5 seconds). */
+export const CLOCK_LEEWAY_SECONDS = 5;
+
+/** Longest token accepted; ours are about 400 bytes, so anything near this is an attack. */
+const MAX_TOKEN_LENGTH = 4096;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Header parameters that point at keys or certificates. Latchkey never takes a key from a token
+ * (only from its own keyring, by `kid`), so a token carrying one is forged or confused: refuse it
+ * rather than rely on ignoring it.
+ */
+const FORBIDDEN_HEADER_PARAMETERS = ['jku', 'jwk', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64', 'zip', 'enc'];
+
+export interface VerifyExpectations {
+  issuer: string;
+  audience: string;
+  /** Milliseconds since the epoch. */
+  nowMs: number;
+  /** Renewal and logout take expired tokens; every other route does not. */
+  allowExpired: boolean;
+}
+
+export type VerifyResult =
+  | { ok: true; claims: AccessTokenClaims }
+  | { ok: false; reason: 'invalid' }
+  | { ok: false; reason: 'expired'; claims: AccessTokenClaims };
+
+const INVALID = { ok: false, reason: 'invalid' } as const;
+
+function decodeJsonSegment(segment: string): unknown {
+  try {
+    const binary = atob(segment.replace(/-/g, '+').replace(/_/g, '/'));
+    const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isNumericDate(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** RFC 9068 §4: `typ` is `at+jwt`, or the full media type, compared case-insensitively. */
+function isAccessTokenTyp(typ: unknown): boolean {
+  if (typeof typ !== 'string') return false;
+  const lower = typ.toLowerCase();
+  return lower === ACCESS_TOKEN_TYP || lower === `application/${ACCESS_TOKEN_TYP}`;
+}
+
+/** Every claim present, of the right type and shape; anything else makes the token invalid. */
+function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenClaims | undefined {
+  if (!isRecord(payload)) return undefined;
+  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf } = payload;
+  if (iss !== expect.issuer || aud !== expect.audience) return undefined;
+  if (typeof sub !== 'string' || !IDENTIFIER.test(sub)) return undefined;
+  if (typeof sid !== 'string' || !IDENTIFIER.test(sid)) return undefined;
+  if (typeof jti !== 'string' || !IDENTIFIER.test(jti)) return undefined;
+  if (!Number.isSafeInteger(gen) || (gen as number) < 1) return undefined;
+  if (!isNumericDate(iat) || !isNumericDate(exp) || exp <= iat) return undefined;
+  const nowSeconds = expect.nowMs / 1000;
+  if (iat > nowSeconds + CLOCK_LEEWAY_SECONDS) return undefined;
+  if (nbf !== undefined && (!isNumericDate(nbf) || nbf > nowSeconds + CLOCK_LEEWAY_SECONDS)) return undefined;
+  return { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
+}
+
+/**
+ * Verifies a compact JWS access token against the keyring: shape, header, signature by the key
+ * the `kid` names with that key's own algorithm (so `alg: none`, HS256-with-the-public-key and
+ * every other algorithm confusion fail), then every claim. No I/O.
+ */
+export async function verifyAccessToken(
+  token: string,
+  keyring: Keyring,
+  expect: VerifyExpectations,
+): Promise<VerifyResult> {
+  if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return INVALID;
+  const header = decodeJsonSegment(token.slice(0, token.indexOf('.')));
+  if (!isRecord(header) || typeof header.kid !== 'string' || !isAccessTokenTyp(header.typ)) return INVALID;
+  if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return INVALID;
+  const key = keyring.verifiers.get(header.kid);
+  if (!key || header.alg !== key.alg) return INVALID;
+
+  let payloadBytes: Uint8Array;
+  try {
+    ({ payload: payloadBytes } = await compactVerify(token, key.key, { algorithms: [key.alg] }));
+  } catch {
+    return INVALID;
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(payloadBytes));
+  } catch {
+    return INVALID;
+  }
+  const claims = readClaims(payload, expect);
+  if (!claims) return INVALID;
+  if (claims.exp + CLOCK_LEEWAY_SECONDS <= expect.nowMs / 1000 && !expect.allowExpired) {
+    return { ok: false, reason: 'expired', claims };
+  }
+  return { ok: true, claims };
+}
