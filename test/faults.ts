@@ -1,0 +1,75 @@
+import { runInDurableObject } from 'cloudflare:test';
+import { env } from 'cloudflare:workers';
+import { Store } from '../src/storage/store';
+import type { UserAuthority } from '../src/user-authority/object';
+
+/** When a matching statement runs: fail before it reaches D1, or after D1 committed it (lost answer). */
+export type FaultTiming = 'before' | 'after';
+
+export class InjectedD1Failure extends Error {
+  constructor(sql: string) {
+    super(`injected D1 failure: ${sql.slice(0, 60)}`);
+  }
+}
+
+/**
+ * A D1Database that fails statements chosen by `pick` (by SQL text and order), for fault
+ * injection. Everything else passes through to the real local D1.
+ */
+export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | undefined): D1Database {
+  const real = new WeakMap<object, D1PreparedStatement>();
+  const sqlOf = new WeakMap<object, string>();
+
+  const wrap = (statement: D1PreparedStatement, sql: string): D1PreparedStatement => {
+    const wrapped = new Proxy(statement, {
+      get(target, property) {
+        if (property === 'bind') {
+          return (...values: unknown[]) => wrap(target.bind(...values), sql);
+        }
+        if (property === 'run' || property === 'first' || property === 'all' || property === 'raw') {
+          return async (...args: unknown[]) => {
+            const timing = pick(sql);
+            if (timing === 'before') throw new InjectedD1Failure(sql);
+            const result = await (target[property] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            if (timing === 'after') throw new InjectedD1Failure(sql);
+            return result;
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    real.set(wrapped, statement);
+    sqlOf.set(wrapped, sql);
+    return wrapped;
+  };
+
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'prepare') return (sql: string) => wrap(target.prepare(sql), sql);
+      if (property === 'batch') {
+        return async (statements: D1PreparedStatement[]) => {
+          const timings = statements.map((statement) => pick(sqlOf.get(statement) ?? ''));
+          if (timings.includes('before')) throw new InjectedD1Failure('batch');
+          const result = await target.batch(statements.map((statement) => real.get(statement) ?? statement));
+          if (timings.includes('after')) throw new InjectedD1Failure('batch');
+          return result;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+export function authorityStub(userId: string): DurableObjectStub<UserAuthority> {
+  const namespace = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  return namespace.get(namespace.idFromName(userId));
+}
+
+/** Swaps the D1 that the user's object writes through; `undefined` restores the real one. */
+export async function setAuthorityD1(userId: string, db: D1Database | undefined): Promise<void> {
+  await runInDurableObject(authorityStub(userId), (instance) => {
+    (instance as unknown as { store: Store }).store = new Store(db ?? env.DB);
+  });
+}

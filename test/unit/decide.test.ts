@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decideRenewal,
+  type PresentedToken,
+  type RenewalPolicy,
+  type SessionRecord,
+  sessionState,
+  type UserInstants,
+} from '../../src/renewal/decide';
+
+const policy: RenewalPolicy = { renewWindowMs: 14 * 86_400_000, sessionMaxAgeMs: 30 * 86_400_000, reuseGraceMs: 10_000 };
+const LOGIN = 1_800_000_000_123; // ms
+const TTL = 300;
+
+/** A session logged in at LOGIN, now at generation `gen`, minted `mintedAgoMs` before `now`. */
+function scenario(gen: number, mintedAt: number) {
+  const session: SessionRecord = {
+    id: 's1',
+    userId: 'u1',
+    client: null,
+    createdAt: LOGIN,
+    gen,
+    genMintedAt: mintedAt,
+    genExpiresAt: Math.floor(mintedAt / 1000) + TTL,
+    revokedAt: null,
+  };
+  const user: UserInstants = { revokedBefore: 0, lastLoginAt: LOGIN };
+  return { session, user };
+}
+
+function tokenOf(gen: number, mintedAtMs: number): PresentedToken {
+  const iat = Math.floor(mintedAtMs / 1000);
+  return { gen, iat, exp: iat + TTL };
+}
+
+describe('decideRenewal: the decision table of PROTOCOL.md', () => {
+  const mintedAt = LOGIN + 600_000;
+  const { session, user } = scenario(3, mintedAt);
+
+  it('rule 2: a token expired longer ago than RENEW_WINDOW is inactive', () => {
+    const token = tokenOf(3, mintedAt);
+    const justInside = token.exp * 1000 + policy.renewWindowMs;
+    expect(decideRenewal(token, session, user, justInside, policy)).toEqual({ kind: 'rotate', nextGen: 4 });
+    expect(decideRenewal(token, session, user, justInside + 1, policy)).toEqual({ kind: 'inactive' });
+  });
+
+  it('rule 2 comes before everything stored: even an unknown session answers inactive', () => {
+    const token = tokenOf(3, mintedAt);
+    expect(decideRenewal(token, null, null, token.exp * 1000 + policy.renewWindowMs + 1, policy)).toEqual({
+      kind: 'inactive',
+    });
+  });
+
+  it('rule 3: an unknown session is revoked', () => {
+    expect(decideRenewal(tokenOf(3, mintedAt), null, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked' });
+  });
+
+  it('rule 3: a session marked revoked is revoked', () => {
+    const revoked = { ...session, revokedAt: mintedAt + 10 };
+    expect(decideRenewal(tokenOf(3, mintedAt), revoked, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked' });
+  });
+
+  it('rule 3: a session logged in at or before revoked_before is revoked, to the millisecond', () => {
+    const token = tokenOf(3, mintedAt);
+    expect(decideRenewal(token, session, { ...user, revokedBefore: LOGIN }, mintedAt + 1, policy)).toEqual({
+      kind: 'revoked',
+    });
+    expect(decideRenewal(token, session, { ...user, revokedBefore: LOGIN - 1 }, mintedAt + 1, policy)).toEqual({
+      kind: 'rotate',
+      nextGen: 4,
+    });
+  });
+
+  it('rule 3: a token whose whole iat second lies at or before revoked_before is revoked', () => {
+    const token = tokenOf(3, mintedAt);
+    const revokedBefore = token.iat * 1000 + 999;
+    // The session row alone would let it through (inconsistent records): the token check catches it.
+    const laterSession = { ...session, createdAt: revokedBefore + 1 };
+    expect(decideRenewal(token, laterSession, { ...user, revokedBefore }, mintedAt + 5000, policy)).toEqual({
+      kind: 'revoked',
+    });
+  });
+
+  // A session renewed all along, whose newest token was minted a minute before the absolute limit.
+  const lateMint = LOGIN + policy.sessionMaxAgeMs - 60_000;
+  const { session: oldSession } = scenario(900, lateMint);
+
+  it('rule 4: a session older than SESSION_MAX_AGE is expired', () => {
+    const token = tokenOf(900, lateMint);
+    expect(decideRenewal(token, oldSession, user, LOGIN + policy.sessionMaxAgeMs, policy).kind).toBe('rotate');
+    expect(decideRenewal(token, oldSession, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toEqual({
+      kind: 'expired',
+    });
+  });
+
+  it('rule 3 comes before rule 4: a revoked and too old session answers revoked', () => {
+    const revoked = { ...oldSession, revokedAt: lateMint };
+    const token = tokenOf(900, lateMint);
+    expect(decideRenewal(token, revoked, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toEqual({ kind: 'revoked' });
+  });
+
+  it('rule 5: the newest token of the session rotates to the next generation', () => {
+    expect(decideRenewal(tokenOf(3, mintedAt), session, user, mintedAt + 200_000, policy)).toEqual({
+      kind: 'rotate',
+      nextGen: 4,
+    });
+  });
+
+  it('rule 6: the previous generation within REUSE_GRACE answers the current generation', () => {
+    const previous = tokenOf(2, mintedAt - 290_000);
+    expect(decideRenewal(previous, session, user, mintedAt, policy)).toEqual({ kind: 'grace' });
+    expect(decideRenewal(previous, session, user, mintedAt + policy.reuseGraceMs - 1, policy)).toEqual({
+      kind: 'grace',
+    });
+  });
+
+  it('rule 7: the previous generation past REUSE_GRACE is reuse', () => {
+    const previous = tokenOf(2, mintedAt - 290_000);
+    expect(decideRenewal(previous, session, user, mintedAt + policy.reuseGraceMs, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'user',
+    });
+  });
+
+  it('rule 7: a generation older than the previous one is reuse even inside the grace window', () => {
+    const older = tokenOf(1, LOGIN);
+    expect(decideRenewal(older, session, user, mintedAt + 1, policy).kind).toBe('reuse');
+  });
+
+  it('rule 7: scope "user" when the token was minted at or after the last login', () => {
+    const token = tokenOf(1, LOGIN);
+    expect(decideRenewal(token, session, user, mintedAt + 60_000, policy)).toEqual({ kind: 'reuse', scope: 'user' });
+  });
+
+  it('rule 7: scope "session" when the token was minted before the user last typed their password', () => {
+    const token = tokenOf(1, LOGIN);
+    const later = { ...user, lastLoginAt: mintedAt + 30_000 };
+    expect(decideRenewal(token, session, later, mintedAt + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'session',
+    });
+  });
+
+  it('rule 7: a token in the same second as the last login resolves toward safety (scope "user")', () => {
+    const lastLoginAt = mintedAt + 30_500;
+    const sameSecond = { gen: 1, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
+    const olderSession = { ...session, createdAt: LOGIN };
+    expect(
+      decideRenewal(sameSecond, olderSession, { ...user, lastLoginAt }, lastLoginAt + 60_000, policy),
+    ).toEqual({ kind: 'reuse', scope: 'user' });
+  });
+
+  it('rule 8: a generation beyond the stored one is a mismatch', () => {
+    expect(decideRenewal(tokenOf(4, mintedAt), session, user, mintedAt + 1000, policy)).toEqual({ kind: 'mismatch' });
+  });
+
+  it('rule 6 never applies at generation 1: nothing precedes it', () => {
+    const { session: first } = scenario(1, LOGIN);
+    expect(decideRenewal({ gen: 0, iat: 0, exp: 300 }, first, user, LOGIN + 1, policy).kind).not.toBe('grace');
+  });
+});
+
+describe('sessionState: liveness for strict routes', () => {
+  const { session, user } = scenario(2, LOGIN + 1000);
+
+  it('is live inside every limit', () => {
+    expect(sessionState(session, user, LOGIN + 5000, policy)).toBe('live');
+  });
+
+  it('is inactive once the newest token expired longer ago than RENEW_WINDOW', () => {
+    const idle = session.genExpiresAt * 1000 + policy.renewWindowMs + 1;
+    expect(sessionState({ ...session, createdAt: idle - 1000 }, user, idle, policy)).toBe('inactive');
+  });
+
+  it('is revoked, expired, in that order of precedence', () => {
+    expect(sessionState(session, { ...user, revokedBefore: LOGIN }, LOGIN + 5000, policy)).toBe('revoked');
+    expect(sessionState(session, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toBe('expired');
+  });
+});
