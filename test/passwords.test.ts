@@ -1,0 +1,65 @@
+import { env } from 'cloudflare:workers';
+import { describe, expect, it } from 'vitest';
+import schema from '../schema.sql?raw';
+import { app } from '../src/app';
+import { hashPassword, verifyPassword } from '../src/passwords/hash';
+import { adminToken, call, expectProblem, login, PASSWORD, register, uniqueEmail } from './helpers';
+
+describe('password hashes', () => {
+  it('are self-describing and salted: the same password hashes differently each time', async () => {
+    const [a, b] = await Promise.all([hashPassword(PASSWORD), hashPassword(PASSWORD)]);
+    expect(a).toMatch(/^\$scrypt\$v=1\$ln=14,r=8,p=5\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+    expect(a).not.toBe(b);
+    expect(await verifyPassword(PASSWORD, a)).toEqual({ ok: true, needsRehash: false });
+    expect(await verifyPassword(`${PASSWORD}!`, a)).toEqual({ ok: false, needsRehash: false });
+  });
+
+  it('an unknown user never verifies, whatever the password', async () => {
+    expect((await verifyPassword('', undefined)).ok).toBe(false);
+    expect((await verifyPassword(PASSWORD, undefined)).ok).toBe(false);
+  });
+
+  it('normalizes Unicode (NFKC) so the same password typed on another keyboard matches', async () => {
+    const composed = 'caf\u00e9 au lait with sugar';
+    const decomposed = 'cafe\u0301 au lait with sugar';
+    expect((await verifyPassword(decomposed, await hashPassword(composed))).ok).toBe(true);
+  });
+
+  it('a hash with older parameters verifies and is upgraded at the next successful login', async () => {
+    const email = uniqueEmail();
+    const { id } = await register(email);
+    const old = await hashPassword(PASSWORD, { ln: 12, r: 8, p: 1 });
+    await env.DB.prepare('UPDATE users SET password_hash = ?2 WHERE id = ?1').bind(id, old).run();
+    expect(await verifyPassword(PASSWORD, old)).toEqual({ ok: true, needsRehash: true });
+    await login(email);
+    const row = await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?1').bind(id).first<{ password_hash: string }>();
+    expect(row?.password_hash).toMatch(/^\$scrypt\$v=1\$ln=14,r=8,p=5\$/);
+    await login(email);
+  });
+});
+
+describe('schema.sql', () => {
+  it('is safe to apply twice', async () => {
+    const statements = schema
+      .replace(/--.*$/gm, '')
+      .split(';')
+      .map((statement) => statement.trim())
+      .filter(Boolean);
+    for (let round = 0; round < 2; round++) {
+      await env.DB.batch(statements.map((statement) => env.DB.prepare(statement)));
+    }
+    expect((await call('/health')).status).toBe(200);
+  });
+});
+
+describe('admin routes without ADMIN_TOKEN', () => {
+  it('answer 404, as if they did not exist', async () => {
+    const { id } = await register();
+    const withoutAdmin = { ...env, ADMIN_TOKEN: undefined };
+    const request = new Request(`http://localhost/admin/users/${id}/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken()}` },
+    });
+    await expectProblem(await app.fetch(request, withoutAdmin), 404, 'not_found');
+  });
+});

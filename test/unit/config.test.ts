@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig, type RawConfig } from '../../src/config';
+import { parseSigningKeys } from '../../src/tokens/keys';
+
+const KEYS = JSON.stringify({
+  keys: [{ kty: 'OKP', crv: 'Ed25519', kid: 'k1', x: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', d: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }],
+});
+const base: RawConfig = { SIGNING_KEYS: KEYS };
+
+describe('configuration', () => {
+  it('applies API.md defaults, in seconds', () => {
+    expect(parseConfig(base)).toMatchObject({
+      issuer: 'http://localhost:8787',
+      audience: 'latchkey',
+      accessTokenTtlSeconds: 300,
+      renewWindowSeconds: 1_209_600,
+      sessionMaxAgeSeconds: 2_592_000,
+      reuseGraceSeconds: 10,
+      passwordMinLength: 15,
+      loginMaxFailures: 5,
+      loginLockoutSeconds: 900,
+      allowedOrigins: ['http://localhost:8787'],
+      adminToken: undefined,
+    });
+  });
+
+  it.each([
+    [{ ACCESS_TOKEN_TTL: 'abc' }, /ACCESS_TOKEN_TTL must be a whole number from 1 to 86400, got "abc"/],
+    [{ ACCESS_TOKEN_TTL: '0' }, /ACCESS_TOKEN_TTL/],
+    [{ ACCESS_TOKEN_TTL: '1.5' }, /ACCESS_TOKEN_TTL/],
+    [{ RENEW_WINDOW: '-1' }, /RENEW_WINDOW/],
+    [{ SESSION_MAX_AGE: '10' }, /SESSION_MAX_AGE must be a whole number from 300/],
+    [{ REUSE_GRACE: '301' }, /REUSE_GRACE/],
+    [{ PASSWORD_MIN_LENGTH: '4' }, /PASSWORD_MIN_LENGTH/],
+    [{ LOGIN_MAX_FAILURES: '0' }, /LOGIN_MAX_FAILURES/],
+    [{ LOGIN_LOCKOUT: '' }, /LOGIN_LOCKOUT/],
+    [{ ALLOWED_ORIGINS: 'https://a.example.com/path' }, /ALLOWED_ORIGINS/],
+    [{ ALLOWED_ORIGINS: 'ftp://a.example.com' }, /ALLOWED_ORIGINS/],
+    [{ ISSUER: ' ' }, /ISSUER must not be empty/],
+    [{ SIGNING_KEYS: undefined }, /SIGNING_KEYS is not set/],
+    [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN must be at least 32 characters/],
+  ])('refuses %o with a message naming the variable', (override, message) => {
+    expect(() => parseConfig({ ...base, ...override })).toThrow(message);
+  });
+
+  it('reads a comma-separated origin list, and an empty one', () => {
+    expect(parseConfig({ ...base, ALLOWED_ORIGINS: 'https://a.example.com, http://localhost:3000' }).allowedOrigins).toEqual([
+      'https://a.example.com',
+      'http://localhost:3000',
+    ]);
+    expect(parseConfig({ ...base, ALLOWED_ORIGINS: '' }).allowedOrigins).toEqual([]);
+  });
+});
+
+describe('SIGNING_KEYS', () => {
+  it.each([
+    ['not JSON', 'nope', /not valid JSON/],
+    ['an empty set', '{"keys": []}', /at least one private JWK/],
+    ['a public key only', JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', kid: 'k', x: 'AAAA' }] }), /lacks a base64url "d"/],
+    ['an RSA key', JSON.stringify({ keys: [{ kty: 'RSA', kid: 'k', n: 'AA', e: 'AQAB', d: 'AA' }] }), /Ed25519 \(OKP\) or P-256/],
+    ['a symmetric key', JSON.stringify({ keys: [{ kty: 'oct', kid: 'k', k: 'AAAA' }] }), /Ed25519 \(OKP\) or P-256/],
+    ['a key without kid', JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'AA', d: 'AA' }] }), /needs a "kid"/],
+  ])('refuses %s', (_name, json, message) => {
+    expect(() => parseSigningKeys(json)).toThrow(message);
+  });
+
+  it('refuses two keys with one kid', () => {
+    const key = JSON.parse(KEYS).keys[0];
+    expect(() => parseSigningKeys(JSON.stringify({ keys: [key, key] }))).toThrow(/two keys with kid "k1"/);
+  });
+
+  it('publishes an allow-list of public members, never d', () => {
+    const [parsed] = parseSigningKeys(
+      JSON.stringify({ keys: [{ ...JSON.parse(KEYS).keys[0], p: 'secret', dp: 'secret', ext: true }] }),
+    );
+    expect(parsed?.publicJwk).toEqual({
+      kty: 'OKP',
+      crv: 'Ed25519',
+      x: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      kid: 'k1',
+      alg: 'EdDSA',
+      use: 'sig',
+    });
+  });
+});
