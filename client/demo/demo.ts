@@ -42,6 +42,8 @@ let renewedHere = 0;
 let renewedElsewhere = 0;
 /** Bearer mode only: every token this tab has seen in the current session, oldest first. */
 let tokensSeen: string[] = [];
+/** What the last replay was answered, shown with the sign-out it causes. */
+let replayOutcome = '';
 /** The lifetime of the newest token, for the progress bar. */
 let lifetimeMs = 1;
 
@@ -194,7 +196,8 @@ function makeClient(mode: Mode): LatchkeyClient {
   made.addEventListener('signedout', (event) => {
     const { code } = event.detail;
     reasonBox.dataset.code = code;
-    reasonBox.textContent = `Signed out (${code}). ${REASONS[code] ?? 'Sign in again.'}`;
+    reasonBox.textContent = `Signed out (${code}). ${REASONS[code] ?? 'Sign in again.'}${replayOutcome}`;
+    replayOutcome = '';
     reasonBox.hidden = false;
     tokensSeen = [];
     log(`Signed out: ${code}.`);
@@ -282,6 +285,9 @@ replayButton.addEventListener('click', () => {
       return;
     }
     replayResult.dataset.code = body.code ?? '';
+    if (body.code === 'token_reused') {
+      replayOutcome = ' The replayed token was answered 401 token_reused: the server detected the reuse and revoked the session.';
+    }
     replayResult.textContent = `POST /auth/renew → ${response.status} ${body.code ?? ''}\n${body.detail ?? ''}`;
     log(`Replayed the oldest token: ${body.code ?? response.status}.`);
     // The session is gone now; the next call tells the client, which signs out with the reason.
