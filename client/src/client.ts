@@ -89,6 +89,11 @@ const HANDOFF_TIMEOUT_MS = 2_000;
 /** How long a new tab waits for an open one to hand over the sign-in. */
 const HELLO_TIMEOUT_MS = 300;
 const MAX_RETRY_DELAY_MS = 30_000;
+/**
+ * Requests made while holding the cross-tab lock give up after this long: a request that never
+ * answers must not keep every tab from renewing.
+ */
+const LOCKED_REQUEST_TIMEOUT_MS = 20_000;
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -199,6 +204,7 @@ export class LatchkeyClient extends EventTarget {
         body: JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode }),
         // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
         credentials: this.mode === 'cookie' ? 'include' : 'omit',
+        signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
       });
       const arrivedAt = performance.now();
       if (!response.ok) await failure(response);
@@ -233,7 +239,10 @@ export class LatchkeyClient extends EventTarget {
       if (!this.#held && this.mode === 'bearer') return;
       try {
         // A 401 means the session was already over: nothing left to do.
-        await fetch(this.#url('/auth/logout'), this.#credentialed({ method: 'POST' }));
+        await fetch(
+          this.#url('/auth/logout'),
+          this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS) }),
+        );
       } finally {
         await this.#publishSignedOut('logout');
       }
@@ -353,15 +362,20 @@ export class LatchkeyClient extends EventTarget {
     const before = this.#held;
     if (!before && this.mode === 'bearer') return false;
     let response: Response;
+    let held: Held | undefined;
     try {
-      response = await fetch(this.#url('/auth/renew'), this.#credentialed({ method: 'POST' }));
+      response = await fetch(
+        this.#url('/auth/renew'),
+        this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS) }),
+      );
+      const arrivedAt = performance.now();
+      if (response.ok) held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
     } catch {
+      // No answer, or an unreadable one: nothing is known to have changed. Try again later.
       this.#retryLater(0);
       return before !== null;
     }
-    const arrivedAt = performance.now();
-    if (response.ok) {
-      const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
+    if (held) {
       await this.#publishState(held, false);
       if (before) this.#emit('renewed', { sessionId: held.sessionId, expiresInMs: held.lifetimeMs, byThisTab: true });
       else this.#emit('signedin', { sessionId: held.sessionId, via: 'resume' });
