@@ -95,15 +95,21 @@ export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
     }
   };
   // Whatever happens to the test run, the server does not outlive it.
-  process.once('exit', () => {
-    if (!exited) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
+  const killNow = () => {
+    if (exited) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
     }
-  });
+  };
+  process.once('exit', killNow);
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      killNow();
+      process.exit(1);
+    });
+  }
 
   const deadline = Date.now() + startTimeoutMs;
   while (Date.now() < deadline) {
