@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// `npm start`: make sure .dev.vars exists, apply schema.sql to the local D1, run `wrangler dev`.
+// `npm start`: make sure .dev.vars exists, build the browser client, apply schema.sql to the local
+// D1, run `wrangler dev`.
 // Arguments after `--` go to `wrangler dev` (npm start -- --port 9000 --var ACCESS_TOKEN_TTL:2).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildClient } from './build-client.mjs';
 import { generateAdminToken, generateSigningKey } from './signing-key.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,6 +23,8 @@ if (!existsSync(devVars)) {
   );
   console.log('latchkey: wrote .dev.vars with a fresh Ed25519 signing key and a random ADMIN_TOKEN');
 }
+
+await buildClient();
 
 const schema = spawnSync(wrangler, ['d1', 'execute', 'DB', '--local', '--file', join(root, 'schema.sql')], {
   cwd: root,

@@ -6,6 +6,7 @@ import type { AccessTokenClaims } from '../tokens/claims';
 import { type Keyring, keyringFor } from '../tokens/keys';
 import type { UserAuthority } from '../user-authority/object';
 import type { AuthorityResult } from '../user-authority/results';
+import type { CredentialSource } from './presented-token';
 
 /** What a route knows about the caller once its token passed the route's check. */
 export interface Caller {
@@ -16,7 +17,11 @@ export interface Caller {
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: { caller: Caller };
+  Variables: {
+    caller: Caller;
+    /** Where the access token came from; cookie-authenticated answers renew or clear the cookie. */
+    credential: CredentialSource;
+  };
 }
 
 export type AppContext = Context<AppEnv>;

@@ -5,16 +5,19 @@ import { sessionState } from '../renewal/decide';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { verifyAccessToken } from '../tokens/verify';
 import { renewalPolicy } from '../user-authority/object';
-import { bearerToken } from './credentials';
 import { type AppContext, type AppEnv, configOf, keyringOf, storeOf } from './context';
+import { presentedToken } from './presented-token';
 
 /**
- * Verifies the presented access token (signature, algorithm, `typ`, `iss`, `aud`, every claim).
+ * Verifies the presented access token (signature, algorithm, `typ`, `iss`, `aud`, every claim)
+ * and records in `credential` whether it came from the header or the cookie.
  * Renewal and logout pass `allowExpired`; they apply the idle limit themselves.
  */
 export async function presentedClaims(c: AppContext, options: { allowExpired: boolean }): Promise<AccessTokenClaims> {
-  const token = bearerToken(c.req.raw);
-  if (token === undefined) throw new ApiError('missing_token');
+  const presented = presentedToken(c);
+  if (presented === undefined) throw new ApiError('missing_token');
+  c.set('credential', presented.via);
+  const token = presented.token;
   const config = configOf(c);
   const result = await verifyAccessToken(token, await keyringOf(c), {
     issuer: config.issuer,

@@ -12,10 +12,11 @@ import {
   storeOf,
 } from '../http/context';
 import { presentedClaims, requireAccessToken } from '../http/require-token';
+import { clearTokenCookie } from '../http/token-cookie';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sessionState } from '../renewal/decide';
 import { renewalPolicy } from '../user-authority/object';
-import { isoInstant, tokenResponse } from './responses';
+import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 const MAX_EMAIL_LENGTH = 320;
 const MAX_CLIENT_LABEL = 64;
@@ -73,7 +74,8 @@ export const authRoutes = new Hono<AppEnv>()
     const rawEmail = field.string(body, 'email', MAX_EMAIL_LENGTH);
     const password = requirePassword(body, 'password');
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
-    field.optionalChoice(body, 'mode', ['bearer'] as const);
+    const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
+    assertCookieDeliveryAllowed(c, mode);
     const { email, clientIp, user, check, at } = await checkCredentials(c, rawEmail, password);
     if (!user || !check.ok) {
       if (user) {
@@ -91,7 +93,7 @@ export const authRoutes = new Hono<AppEnv>()
         throttleKey: { email, clientIp },
       }),
     );
-    return tokenResponse(c, grant);
+    return tokenResponse(c, grant, mode);
   })
 
   .post('/renew', async (c) => {
@@ -99,19 +101,22 @@ export const authRoutes = new Hono<AppEnv>()
     // Rule 2 needs no records: refuse an idle token here, without waking the user's object.
     if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
     const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims));
-    return tokenResponse(c, grant);
+    // Renewed the way it was presented: a cookie is answered with a cookie.
+    return tokenResponse(c, grant, c.get('credential') === 'cookie' ? 'cookie' : 'bearer');
   })
 
   .post('/logout', async (c) => {
     const claims = await presentedClaims(c, { allowExpired: true });
     if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
     await callAuthority(() => authorityOf(c, claims.sub).logout({ userId: claims.sub, sessionId: claims.sid }));
+    if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
 
   .post('/logout-all', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
     await callAuthority(() => authorityOf(c, claims.sub).logoutAll({ userId: claims.sub, sessionId: claims.sid }));
+    if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
 
@@ -120,6 +125,8 @@ export const authRoutes = new Hono<AppEnv>()
     const body = await readJsonObject(c.req.raw);
     const currentPassword = requirePassword(body, 'current_password');
     const newPassword = requireNewPassword(c, body, 'new_password');
+    const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
+    assertCookieDeliveryAllowed(c, mode);
     // Throttled like a login: a stolen token must not become a password-guessing oracle.
     const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword);
     if (!user || user.id !== claims.sub || !check.ok) throw new ApiError('invalid_credentials');
@@ -132,7 +139,8 @@ export const authRoutes = new Hono<AppEnv>()
         throttleKey: { email: throttledEmail, clientIp },
       }),
     );
-    return tokenResponse(c, grant);
+    // A page in cookie mode gets the new session's token as a cookie even if it did not say so.
+    return tokenResponse(c, grant, mode ?? (c.get('credential') === 'cookie' ? 'cookie' : 'bearer'));
   })
 
   .get('/sessions', requireAccessToken('strict'), async (c) => {
@@ -159,6 +167,7 @@ export const authRoutes = new Hono<AppEnv>()
     const sessionId = c.req.param('id');
     if (sessionId.length > 128) throw new ApiError('not_found');
     await callAuthority(() => authorityOf(c, claims.sub).revokeSession({ userId: claims.sub, sessionId }));
+    if (sessionId === claims.sid && c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
 

@@ -1,0 +1,311 @@
+// The demo page at /. It uses the very client the Worker serves at /client.js (not a bundled
+// copy), so what the page shows is what an app embedding the client gets.
+import { createClient, type LatchkeyClient, LatchkeyError, type Mode } from '../src/index.js';
+
+const MODE_KEY = 'latchkey-demo:mode';
+
+const REASONS: Record<string, string> = {
+  logout: 'You signed out.',
+  logout_all: 'You signed out on every device.',
+  session_revoked:
+    'This session was revoked: signed out everywhere from another tab or device, revoked from the sessions list, or ended after an old token was replayed.',
+  token_reused: 'An old token was presented again, so the session was ended to protect the account.',
+  session_expired: 'The session reached its maximum age. Sign in again.',
+  session_inactive: 'The session was idle for too long. Sign in again.',
+  invalid_token: 'The sign-in is no longer valid. Sign in again.',
+  missing_token: 'The sign-in is gone (the cookie was cleared). Sign in again.',
+  forbidden_origin: 'This page is not on an allowed origin, so it cannot renew the sign-in.',
+};
+
+function element<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`demo: #${id} is missing`);
+  return found as T;
+}
+
+const app = element('app');
+const signedOutView = element('signed-out-view');
+const signedInView = element('signed-in-view');
+const reasonBox = element('signedout-reason');
+const formMessage = element('form-message');
+const countdown = element('countdown');
+const countdownBar = element<HTMLProgressElement>('countdown-bar');
+const renewalsHere = element('renewals-here');
+const renewalsElsewhere = element('renewals-elsewhere');
+const activity = element('activity');
+const replayButton = element<HTMLButtonElement>('replay');
+const replayNote = element('replay-note');
+const replayResult = element('replay-result');
+
+let client!: LatchkeyClient;
+let renewedHere = 0;
+let renewedElsewhere = 0;
+/** Bearer mode only: every token this tab has seen in the current session, oldest first. */
+let tokensSeen: string[] = [];
+/** What the last replay was answered, shown with the sign-out it causes. */
+let replayOutcome = '';
+/** The lifetime of the newest token, for the progress bar. */
+let lifetimeMs = 1;
+
+function clock(): string {
+  return new Date().toLocaleTimeString();
+}
+
+function log(text: string): void {
+  const item = document.createElement('li');
+  const time = document.createElement('time');
+  time.textContent = clock();
+  item.append(time, text);
+  activity.prepend(item);
+  while (activity.children.length > 50) activity.lastElementChild?.remove();
+}
+
+function say(text: string, kind: 'info' | 'error' = 'info'): void {
+  formMessage.textContent = text;
+  formMessage.dataset.kind = kind;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof LatchkeyError) return `${error.code}: ${error.problem?.detail ?? error.message}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function rememberToken(): void {
+  const token = client.accessToken;
+  if (token && tokensSeen[tokensSeen.length - 1] !== token) tokensSeen.push(token);
+  replayButton.disabled = client.mode !== 'bearer' || tokensSeen.length < 2;
+  replayNote.textContent =
+    client.mode === 'bearer'
+      ? tokensSeen.length < 2
+        ? 'Wait for a renewal (or press "Renew now"): there is no old token yet.'
+        : `This tab has seen ${tokensSeen.length} tokens of this session; the oldest will be replayed.`
+      : 'In cookie mode this page cannot read any token: that is the point of an HttpOnly cookie. Sign in with page memory to try it.';
+}
+
+function showState(state: 'signed-in' | 'signed-out'): void {
+  app.dataset.state = state;
+  app.setAttribute('aria-busy', 'false');
+  signedInView.hidden = state !== 'signed-in';
+  signedOutView.hidden = state !== 'signed-out';
+}
+
+async function refreshAccount(): Promise<void> {
+  const response = await client.fetch('/api/account');
+  if (response.ok) element('account-email').textContent = ((await response.json()) as { email: string }).email;
+}
+
+async function refreshLists(): Promise<void> {
+  if (!client.signedIn) return;
+  try {
+    const [sessions, events] = await Promise.all([client.sessions(), client.events()]);
+    const body = element('sessions');
+    body.replaceChildren(
+      ...sessions.map((session) => {
+        const row = document.createElement('tr');
+        const label = session.client ?? 'Unnamed client';
+        const cells = [
+          `${label}${session.current ? ' (this browser)' : ''}`,
+          new Date(session.created_at).toLocaleString(),
+          session.last_renewed_at ? new Date(session.last_renewed_at).toLocaleTimeString() : 'not yet',
+        ].map((text) => {
+          const cell = document.createElement('td');
+          cell.textContent = text;
+          return cell;
+        });
+        if (session.current) cells[0]?.classList.add('current');
+        const actionCell = document.createElement('td');
+        const revoke = document.createElement('button');
+        revoke.type = 'button';
+        revoke.className = 'danger small';
+        revoke.textContent = 'Revoke';
+        revoke.setAttribute('aria-label', `Revoke the session of ${label} signed in ${cells[1]?.textContent ?? ''}`);
+        revoke.addEventListener('click', () => void revokeSession(session.id));
+        actionCell.append(revoke);
+        row.append(...cells, actionCell);
+        return row;
+      }),
+    );
+    element('events').replaceChildren(
+      ...events.map((event) => {
+        const item = document.createElement('li');
+        const time = document.createElement('time');
+        time.dateTime = event.at;
+        time.textContent = new Date(event.at).toLocaleTimeString();
+        const type = document.createElement('strong');
+        type.textContent = ` ${event.type}`;
+        item.append(time, type);
+        if (event.session_id) item.append(` session ${event.session_id.slice(0, 8)}`);
+        const scope = event.detail?.scope;
+        if (typeof scope === 'string') item.append(`, scope: ${scope}`);
+        return item;
+      }),
+    );
+  } catch (error) {
+    log(`Could not load the lists: ${describe(error)}`);
+  }
+}
+
+async function revokeSession(sessionId: string): Promise<void> {
+  try {
+    await client.revokeSession(sessionId);
+    log(`Revoked session ${sessionId.slice(0, 8)}.`);
+    await refreshLists();
+  } catch (error) {
+    log(`Revoking failed: ${describe(error)}`);
+  }
+}
+
+function onSignedIn(): void {
+  reasonBox.hidden = true;
+  reasonBox.textContent = '';
+  delete reasonBox.dataset.code;
+  say('');
+  tokensSeen = [];
+  rememberToken();
+  lifetimeMs = client.expiresInMs ?? 1;
+  element('session-id').textContent = client.sessionId ?? '';
+  element('mode-label').textContent =
+    client.mode === 'cookie' ? 'an HttpOnly cookie (cookie mode)' : 'page memory, sent as a Bearer header (bearer mode)';
+  showState('signed-in');
+  void refreshAccount();
+  void refreshLists();
+}
+
+function makeClient(mode: Mode): LatchkeyClient {
+  const made = createClient({ baseUrl: location.origin, mode, clientLabel: `Demo page, ${mode} mode` });
+  made.addEventListener('signedin', (event) => {
+    log(
+      event.detail.via === 'tab'
+        ? 'Signed in by another tab of this browser.'
+        : event.detail.via === 'resume'
+          ? 'Picked up the existing sign-in.'
+          : 'Signed in.',
+    );
+    onSignedIn();
+  });
+  made.addEventListener('renewed', (event) => {
+    if (event.detail.byThisTab) renewedHere += 1;
+    else renewedElsewhere += 1;
+    renewalsHere.textContent = String(renewedHere);
+    renewalsElsewhere.textContent = String(renewedElsewhere);
+    rememberToken();
+    lifetimeMs = client.expiresInMs ?? 1;
+    log(event.detail.byThisTab ? 'Token renewed by this tab.' : 'Token renewed by another tab and handed over.');
+    void refreshLists();
+  });
+  made.addEventListener('signedout', (event) => {
+    const { code } = event.detail;
+    reasonBox.dataset.code = code;
+    reasonBox.textContent = `Signed out (${code}). ${REASONS[code] ?? 'Sign in again.'}${replayOutcome}`;
+    replayOutcome = '';
+    reasonBox.hidden = false;
+    tokensSeen = [];
+    log(`Signed out: ${code}.`);
+    showState('signed-out');
+  });
+  return made;
+}
+
+function selectedMode(form: HTMLFormElement): Mode {
+  return new FormData(form).get('mode') === 'bearer' ? 'bearer' : 'cookie';
+}
+
+function useMode(mode: Mode): void {
+  if (client?.mode === mode) return;
+  client?.close();
+  client = makeClient(mode);
+  localStorage.setItem(MODE_KEY, mode);
+}
+
+async function run(action: () => Promise<void>, button: HTMLButtonElement | null): Promise<void> {
+  if (button) button.disabled = true;
+  try {
+    await action();
+  } catch (error) {
+    say(describe(error), 'error');
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+element<HTMLFormElement>('signup-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const data = new FormData(form);
+  void run(async () => {
+    const user = await client.register(String(data.get('email')), String(data.get('password')));
+    form.reset();
+    say(`Account created for ${user.email}. Sign in below.`);
+    element<HTMLInputElement>('signin-email').value = user.email;
+    element<HTMLInputElement>('signin-password').focus();
+  }, form.querySelector('button'));
+});
+
+element<HTMLFormElement>('signin-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const data = new FormData(form);
+  void run(async () => {
+    useMode(selectedMode(form));
+    await client.login(String(data.get('email')), String(data.get('password')));
+    form.reset();
+    (form.querySelector(`input[value="${client.mode}"]`) as HTMLInputElement | null)?.click();
+  }, form.querySelector('button'));
+});
+
+element('renew-now').addEventListener('click', (event) => {
+  void run(async () => {
+    if (!(await client.renew())) say('The renewal did not succeed.', 'error');
+  }, event.currentTarget as HTMLButtonElement);
+});
+
+element('refresh-lists').addEventListener('click', () => void refreshLists());
+
+element('sign-out').addEventListener('click', (event) => {
+  void run(() => client.logout(), event.currentTarget as HTMLButtonElement);
+});
+
+element('sign-out-everywhere').addEventListener('click', (event) => {
+  void run(() => client.logoutAll(), event.currentTarget as HTMLButtonElement);
+});
+
+replayButton.addEventListener('click', () => {
+  void run(async () => {
+    const oldest = tokensSeen[0];
+    if (!oldest) return;
+    // Deliberately outside the client: this is what an attacker holding a copied token would do.
+    const response = await fetch('/auth/renew', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${oldest}` },
+      credentials: 'omit',
+    });
+    const body = (await response.json()) as { code?: string; detail?: string };
+    if (response.ok) {
+      replayResult.textContent = `POST /auth/renew → ${response.status}: answered within the grace window (REUSE_GRACE), as for two tabs renewing at once. Renew again or wait a few seconds, then replay.`;
+      return;
+    }
+    replayResult.dataset.code = body.code ?? '';
+    if (body.code === 'token_reused') {
+      replayOutcome = ' The replayed token was answered 401 token_reused: the server detected the reuse and revoked the session.';
+    }
+    replayResult.textContent = `POST /auth/renew → ${response.status} ${body.code ?? ''}\n${body.detail ?? ''}`;
+    log(`Replayed the oldest token: ${body.code ?? response.status}.`);
+    // The session is gone now; the next call tells the client, which signs out with the reason.
+    await refreshAccount();
+  }, replayButton);
+});
+
+function tick(): void {
+  const remaining = client?.expiresInMs;
+  if (remaining === null || remaining === undefined) return;
+  countdown.textContent = `${(remaining / 1000).toFixed(1)} s`;
+  countdownBar.value = Math.min(1, remaining / Math.max(1, lifetimeMs));
+}
+
+const storedMode = localStorage.getItem(MODE_KEY) === 'bearer' ? 'bearer' : 'cookie';
+(document.querySelector(`#signin-form input[value="${storedMode}"]`) as HTMLInputElement | null)?.click();
+useMode(storedMode);
+setInterval(tick, 100);
+void client.resume().then((signedIn) => {
+  if (!signedIn) showState('signed-out');
+});

@@ -1,0 +1,184 @@
+// What the browser tests run against: latchkey under `npm start` with a short token lifetime,
+// two tiny page servers on other origins, and Debian's Chromium driven by playwright-core.
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Git-ignored: screenshots and the server's log land here. */
+export const ARTIFACTS = join(ROOT, 'test-results', 'browser');
+
+const env = (name, fallback) => Number(process.env[name] ?? fallback);
+/** Ports can be moved with LATCHKEY_E2E_PORT (and the three after it) and LATCHKEY_E2E_INSPECTOR_PORT. */
+const API_PORT = env('LATCHKEY_E2E_PORT', 8801);
+export const PORTS = {
+  api: API_PORT,
+  inspector: env('LATCHKEY_E2E_INSPECTOR_PORT', 9301),
+  allowedPage: API_PORT + 1,
+  otherPage: API_PORT + 2,
+};
+export const API = `http://localhost:${PORTS.api}`;
+export const ALLOWED_PAGE = `http://localhost:${PORTS.allowedPage}`;
+export const OTHER_PAGE = `http://localhost:${PORTS.otherPage}`;
+
+/**
+ * A few seconds, so the tests see several renewals without waiting long. REUSE_GRACE is kept
+ * below it: rule 6 answers the current generation's token, which is up to REUSE_GRACE old, and a
+ * grace longer than the lifetime would hand back tokens that are already expired. It must also
+ * stay short enough that replaying the previous token is reuse, not grace, a few seconds later.
+ */
+export const TTL_SECONDS = 4;
+export const REUSE_GRACE_SECONDS = 2;
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Starts `npm start` on this suite's ports and waits for /health. Its own process group, so that
+ * `stop()` ends npm, wrangler and workerd together.
+ */
+export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const logPath = join(ARTIFACTS, 'latchkey.log');
+  const log = createWriteStream(logPath);
+  const args = [
+    'start',
+    '--',
+    '--port', String(PORTS.api),
+    '--inspector-port', String(PORTS.inspector),
+    '--ip', '127.0.0.1',
+    '--var', `ACCESS_TOKEN_TTL:${TTL_SECONDS}`,
+    '--var', `REUSE_GRACE:${REUSE_GRACE_SECONDS}`,
+    '--var', `ISSUER:${API}`,
+    '--var', `ALLOWED_ORIGINS:${API},${ALLOWED_PAGE}`,
+  ];
+  const child = spawn('npm', args, {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' },
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+
+  const stop = async () => {
+    if (exited) return;
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    for (let waited = 0; waited < 5_000 && !exited; waited += 100) await sleep(100);
+    if (!exited) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  };
+  // Whatever happens to the test run, the server does not outlive it.
+  const killNow = () => {
+    if (exited) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  };
+  process.once('exit', killNow);
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      killNow();
+      process.exit(1);
+    });
+  }
+
+  const deadline = Date.now() + startTimeoutMs;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`npm start exited before serving; see ${logPath}`);
+    try {
+      const response = await fetch(`${API}/health`);
+      if (response.ok) return { stop, logPath };
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(250);
+  }
+  await stop();
+  throw new Error(`latchkey did not answer ${API}/health within ${startTimeoutMs / 1000} s; see ${logPath}`);
+}
+
+/** Launches Debian's Chromium, or fails saying how to get it. Never downloads a browser. */
+export async function launchChromium() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium is missing at ${CHROMIUM}. Install Debian's package (apt-get install -y chromium) ` +
+        'or point CHROMIUM_PATH at a Chromium binary.',
+    );
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, timeout: 60_000 });
+}
+
+/** A fresh profile: `newContext()` gives each test its own cookie jar, storage and locks. */
+export function newContext(browser, options = {}) {
+  return browser.newContext({ viewport: { width: 1100, height: 900 }, ...options });
+}
+
+/** Serves one HTML page at / on `port` (loopback only). */
+export function servePage(port, html) {
+  const server = createServer((request, response) => {
+    if (request.url === '/' || request.url?.startsWith('/?')) {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(html);
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve({ close: () => new Promise((done) => server.close(() => done())) }));
+  });
+}
+
+let counter = 0;
+/** A fresh account's email and password. */
+export function newAccount(prefix = 'browser') {
+  counter += 1;
+  return {
+    email: `${prefix}-${Date.now().toString(36)}-${counter}@example.com`,
+    password: 'correct horse battery staple',
+  };
+}
+
+/** Counts POST /auth/renew requests the browser sends from any page of `context`. */
+export function countRenewals(context) {
+  const counter = { count: 0, responses: [] };
+  context.on('request', (request) => {
+    if (request.method() === 'POST' && new URL(request.url()).pathname === '/auth/renew') counter.count += 1;
+  });
+  context.on('response', (response) => {
+    const request = response.request();
+    if (request.method() === 'POST' && new URL(request.url()).pathname === '/auth/renew') {
+      counter.responses.push({ status: response.status(), url: response.url() });
+    }
+  });
+  return counter;
+}

@@ -1,0 +1,59 @@
+import { getCookie, setCookie } from 'hono/cookie';
+import { now } from '../clock';
+import type { Config } from '../config';
+import type { TokenGrant } from '../user-authority/results';
+import { type AppContext, configOf } from './context';
+
+/** The cookie's base name; over https it carries the `__Host-` prefix (RFC 6265bis §4.1.3.2). */
+export const TOKEN_COOKIE = 'latchkey_at';
+
+function servedOverHttps(c: AppContext): boolean {
+  return new URL(c.req.url).protocol === 'https:';
+}
+
+/**
+ * The name the cookie has on this origin. Over https only the `__Host-` name is read: the browser
+ * accepts that name only from this exact host, with Secure, Path=/ and no Domain, so a sibling
+ * subdomain cannot plant a token of its choosing (cookie tossing, login CSRF). Plain http exists
+ * for local development, where browsers refuse the prefix.
+ */
+function cookieName(c: AppContext): string {
+  return servedOverHttps(c) ? `__Host-${TOKEN_COOKIE}` : TOKEN_COOKIE;
+}
+
+/** The access token the request carries in the cookie, if any. */
+export function tokenFromCookie(c: AppContext): string | undefined {
+  const value = getCookie(c, cookieName(c));
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * Seconds the cookie lives: long enough to renew the token it holds until the idle limit
+ * (RENEW_WINDOW after `exp`), never past the session's absolute end, after which nothing could
+ * renew it anyway.
+ */
+export function tokenCookieMaxAge(config: Config, grant: TokenGrant, nowMs: number): number {
+  const untilIdleLimit = config.renewWindowSeconds + config.accessTokenTtlSeconds;
+  const untilSessionEnds = Math.max(0, Math.floor((grant.sessionEndsAt - nowMs) / 1000));
+  return Math.min(untilIdleLimit, untilSessionEnds);
+}
+
+/**
+ * Sets the token cookie. HttpOnly: page scripts (and so XSS) cannot read it. SameSite=Strict: no
+ * other site's page or link makes the browser send it. Secure: never over plain http, except to
+ * localhost, which browsers treat as secure.
+ */
+export function setTokenCookie(c: AppContext, grant: TokenGrant): void {
+  setCookie(c, cookieName(c), grant.accessToken, {
+    httpOnly: true,
+    secure: true,
+    sameSite: 'Strict',
+    path: '/',
+    maxAge: tokenCookieMaxAge(configOf(c), grant, now()),
+  });
+}
+
+/** Expires the token cookie at once (logout). */
+export function clearTokenCookie(c: AppContext): void {
+  setCookie(c, cookieName(c), '', { httpOnly: true, secure: true, sameSite: 'Strict', path: '/', maxAge: 0 });
+}
