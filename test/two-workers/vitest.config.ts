@@ -5,18 +5,22 @@
  * - `latchkey`: the service, issuer https://latchkey.test.
  * - `resource-jwks`, `resource-binding`, `resource-inline`: examples/resource-worker three times,
  *   once per key source (its global fetch to the issuer is routed to `latchkey`).
+ * - `latchkey-rotation-0` to `-3`: latchkey with SIGNING_KEYS as `npm run keys` leaves it before
+ *   and after each step of a rotation, sharing one D1 like successive deployments would.
  *
  * The tests run in a runner Worker bound to all of them and to the shared D1.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineProject } from 'vitest/config';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
-// @ts-expect-error: a plain ES module without types, shared with `npm start`.
+// @ts-expect-error: plain ES modules without types, shared with `npm start` and `npm run keys`.
+import { readKeySet } from '../../scripts/keys.mjs';
+// @ts-expect-error: as above.
 import { generateAdminToken, generateSigningKey } from '../../scripts/signing-key.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,6 +50,25 @@ async function bundle(name: string, configPath: string): Promise<string> {
   return join(outdir, 'index.js');
 }
 
+/** SIGNING_KEYS before and after each step of `npm run keys`, run as an operator would. */
+async function rotationKeySets(): Promise<{ phases: string[]; oldKid: string; newKid: string }> {
+  const file = join(work, 'rotation.vars');
+  const first = generateSigningKey() as { kid: string };
+  writeFileSync(file, `SIGNING_KEYS='${JSON.stringify({ keys: [first] })}'\n`, { mode: 0o600 });
+  const read = () => readKeySet(readFileSync(file, 'utf8')) as JwkSet;
+  const keys = (...args: string[]) => run(process.execPath, [join(root, 'scripts', 'keys.mjs'), ...args, '--file', file], { cwd: root });
+  const phases = [JSON.stringify(read())];
+  await keys('add');
+  const added = read();
+  phases.push(JSON.stringify(added));
+  // --force: the test does not wait the ten minutes verifiers get to fetch a new key.
+  await keys('promote', '--force');
+  phases.push(JSON.stringify(read()));
+  await keys('retire', first.kid, '--force');
+  phases.push(JSON.stringify(read()));
+  return { phases, oldKid: first.kid, newKid: added.keys[1]?.kid as string };
+}
+
 /** A Worker's options as its wrangler.toml declares them; the bundle is already built, so no module rules. */
 function workerOptionsOf(configPath: string) {
   const { modulesRules: _bundled, ...options } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
@@ -60,9 +83,10 @@ export default defineProject({
   plugins: [
     cloudflareTest(async () => {
       mkdirSync(work, { recursive: true });
-      const [latchkeyScript, resourceScript] = await Promise.all([
+      const [latchkeyScript, resourceScript, rotation] = await Promise.all([
         bundle('latchkey', join(root, 'wrangler.toml')),
         bundle('resource-worker', join(root, 'examples', 'resource-worker', 'wrangler.toml')),
+        rotationKeySets(),
       ]);
       const latchkeyOptions = workerOptionsOf(join(root, 'wrangler.toml'));
       const resourceOptions = workerOptionsOf(join(root, 'examples', 'resource-worker', 'wrangler.toml'));
@@ -94,19 +118,25 @@ export default defineProject({
           compatibilityDate: '2026-04-20',
           compatibilityFlags: ['nodejs_compat'],
           d1Databases: { DB: DATABASE },
-          bindings: { ISSUER },
+          bindings: {
+            ISSUER,
+            ROTATION_OLD_KID: rotation.oldKid,
+            ROTATION_NEW_KID: rotation.newKid,
+          },
           serviceBindings: {
             LATCHKEY: 'latchkey',
             LATCHKEY_INTERNAL: { name: 'latchkey', entrypoint: 'LatchkeyInternal' },
             RESOURCE_JWKS: 'resource-jwks',
             RESOURCE_BINDING: 'resource-binding',
             RESOURCE_INLINE: 'resource-inline',
+            ...Object.fromEntries(rotation.phases.map((_, phase) => [`ROTATION_${phase}`, `latchkey-rotation-${phase}`])),
           },
           workers: [
             latchkey('latchkey', JSON.stringify(signingKeys)),
             resource('resource-jwks', { binding: false }),
             resource('resource-binding', { binding: true }),
             resource('resource-inline', { binding: false, bindings: { LATCHKEY_JWKS: publicJwks(signingKeys) } }),
+            ...rotation.phases.map((keys, phase) => latchkey(`latchkey-rotation-${phase}`, keys)),
           ],
         },
       };

@@ -10,6 +10,12 @@ export interface TwoWorkers {
   RESOURCE_JWKS: Fetcher;
   RESOURCE_BINDING: Fetcher;
   RESOURCE_INLINE: Fetcher;
+  ROTATION_0: Fetcher;
+  ROTATION_1: Fetcher;
+  ROTATION_2: Fetcher;
+  ROTATION_3: Fetcher;
+  ROTATION_OLD_KID: string;
+  ROTATION_NEW_KID: string;
 }
 
 export const workers = env as unknown as TwoWorkers;
