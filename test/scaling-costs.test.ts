@@ -6,7 +6,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { app } from '../src/app';
-import { setAuthorityD1 } from './faults';
+import { interceptD1, runStatement, setAuthorityD1 } from './faults';
 import { claimsOf, PASSWORD, register, uniqueEmail } from './helpers';
 
 interface D1Tally {
@@ -40,51 +40,26 @@ function countStatement(tally: D1Tally, sql: string, meta: { rows_read?: number;
 
 /** A D1Database that tallies what goes through it. `first()` is answered from `all()` to see its meta. */
 function countingD1(db: D1Database, tally: D1Tally): D1Database {
-  const sqlOf = new WeakMap<object, string>();
-  const real = new WeakMap<object, D1PreparedStatement>();
-  const wrap = (statement: D1PreparedStatement, sql: string): D1PreparedStatement => {
-    const wrapped = new Proxy(statement, {
-      get(target, property) {
-        if (property === 'bind') return (...values: unknown[]) => wrap(target.bind(...values), sql);
-        if (property === 'first') {
-          return async (column?: string) => {
-            tally.roundTrips += 1;
-            const result = await target.all<Record<string, unknown>>();
-            countStatement(tally, sql, result.meta);
-            const row = result.results[0] ?? null;
-            return column === undefined ? row : (row?.[column] ?? null);
-          };
-        }
-        if (property === 'run' || property === 'all') {
-          return async () => {
-            tally.roundTrips += 1;
-            const result = await target[property]();
-            countStatement(tally, sql, result.meta);
-            return result;
-          };
-        }
-        if (property === 'raw') throw new Error('raw() is not used by latchkey; count it before using it');
-        const value = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
-    sqlOf.set(wrapped, sql);
-    real.set(wrapped, statement);
-    return wrapped;
-  };
-  return new Proxy(db, {
-    get(target, property) {
-      if (property === 'prepare') return (sql: string) => wrap(target.prepare(sql), sql);
-      if (property === 'batch') {
-        return async (statements: D1PreparedStatement[]) => {
-          tally.roundTrips += 1;
-          const results = await target.batch(statements.map((statement) => real.get(statement) ?? statement));
-          results.forEach((result, index) => countStatement(tally, sqlOf.get(statements[index] as object) ?? '', result.meta));
-          return results;
-        };
+  return interceptD1(db, {
+    async statement(sql, method, real, args) {
+      tally.roundTrips += 1;
+      if (method === 'raw') throw new Error('raw() is not used by latchkey; count it before using it');
+      if (method !== 'first') {
+        const result = (await runStatement(real, method, args)) as D1Result;
+        countStatement(tally, sql, result.meta);
+        return result;
       }
-      const value = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+      const result = await real.all<Record<string, unknown>>();
+      countStatement(tally, sql, result.meta);
+      const row = result.results[0] ?? null;
+      const column = args[0] as string | undefined;
+      return column === undefined ? row : (row?.[column] ?? null);
+    },
+    async batch(sqls, execute) {
+      tally.roundTrips += 1;
+      const results = await execute();
+      for (const [index, result] of results.entries()) countStatement(tally, sqls[index] ?? '', result.meta);
+      return results;
     },
   });
 }
