@@ -13,19 +13,39 @@ await buildClient();
 const signingKeys = { keys: [generateSigningKey(), generateSigningKey()] };
 
 export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: './wrangler.toml' },
-      miniflare: {
-        bindings: {
-          SIGNING_KEYS: JSON.stringify(signingKeys),
-          ADMIN_TOKEN: generateAdminToken(),
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                SIGNING_KEYS: JSON.stringify(signingKeys),
+                ADMIN_TOKEN: generateAdminToken(),
+              },
+            },
+          }),
+        ],
+        test: {
+          name: 'latchkey',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/node/**', 'test/two-workers/**'],
+          setupFiles: ['./test/setup.ts'],
+          // Logins hash with scrypt (~170 ms of CPU each): generous limits keep a loaded machine from failing them.
+          testTimeout: 30_000,
         },
       },
-    }),
-  ],
-  test: {
-    include: ['test/**/*.test.ts'],
-    setupFiles: ['./test/setup.ts'],
+      // latchkey and examples/resource-worker together in one workerd.
+      './test/two-workers/vitest.config.ts',
+      // `latchkey/verify` outside Workers, and the scripts: Node, as a Node service would run them.
+      {
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['test/verify/**/*.test.ts', 'test/node/**/*.test.ts'],
+        },
+      },
+    ],
   },
 });

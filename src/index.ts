@@ -7,6 +7,7 @@ import { parseSigningKeys } from './tokens/keys';
 // naming the variable, instead of failing on the first request.
 parseSigningKeys(configFrom(env).signingKeysJson);
 
+export { LatchkeyInternal } from './internal/entrypoint';
 export { UserAuthority } from './user-authority/object';
 
 export default {

@@ -12,11 +12,21 @@ export class InjectedD1Failure extends Error {
   }
 }
 
-/**
- * A D1Database that fails statements chosen by `pick` (by SQL text and order), for fault
- * injection. Everything else passes through to the real local D1.
- */
-export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | undefined): D1Database {
+type StatementMethod = 'run' | 'first' | 'all' | 'raw';
+
+/** What a wrapped D1Database does around each call; `real` and `execute` perform the call itself. */
+export interface D1Interceptor {
+  statement(sql: string, method: StatementMethod, real: D1PreparedStatement, args: unknown[]): Promise<unknown>;
+  batch(sqls: string[], execute: () => Promise<D1Result[]>): Promise<D1Result[]>;
+}
+
+/** Runs `method` on the real statement, as an unwrapped D1Database would. */
+export function runStatement(real: D1PreparedStatement, method: StatementMethod, args: unknown[]): Promise<unknown> {
+  return (real[method] as (...a: unknown[]) => Promise<unknown>).apply(real, args);
+}
+
+/** A D1Database whose statements and batches go through `interceptor`; the rest passes through. */
+export function interceptD1(db: D1Database, interceptor: D1Interceptor): D1Database {
   const real = new WeakMap<object, D1PreparedStatement>();
   const sqlOf = new WeakMap<object, string>();
 
@@ -27,13 +37,7 @@ export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | un
           return (...values: unknown[]) => wrap(target.bind(...values), sql);
         }
         if (property === 'run' || property === 'first' || property === 'all' || property === 'raw') {
-          return async (...args: unknown[]) => {
-            const timing = pick(sql);
-            if (timing === 'before') throw new InjectedD1Failure(sql);
-            const result = await (target[property] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-            if (timing === 'after') throw new InjectedD1Failure(sql);
-            return result;
-          };
+          return (...args: unknown[]) => interceptor.statement(sql, property, target, args);
         }
         const value = Reflect.get(target, property, target);
         return typeof value === 'function' ? value.bind(target) : value;
@@ -48,16 +52,37 @@ export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | un
     get(target, property) {
       if (property === 'prepare') return (sql: string) => wrap(target.prepare(sql), sql);
       if (property === 'batch') {
-        return async (statements: D1PreparedStatement[]) => {
-          const timings = statements.map((statement) => pick(sqlOf.get(statement) ?? ''));
-          if (timings.includes('before')) throw new InjectedD1Failure('batch');
-          const result = await target.batch(statements.map((statement) => real.get(statement) ?? statement));
-          if (timings.includes('after')) throw new InjectedD1Failure('batch');
-          return result;
-        };
+        return (statements: D1PreparedStatement[]) =>
+          interceptor.batch(
+            statements.map((statement) => sqlOf.get(statement) ?? ''),
+            () => target.batch(statements.map((statement) => real.get(statement) ?? statement)),
+          );
       }
       const value = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * A D1Database that fails statements chosen by `pick` (by SQL text and order), for fault
+ * injection. Everything else passes through to the real local D1.
+ */
+export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | undefined): D1Database {
+  return interceptD1(db, {
+    async statement(sql, method, real, args) {
+      const timing = pick(sql);
+      if (timing === 'before') throw new InjectedD1Failure(sql);
+      const result = await runStatement(real, method, args);
+      if (timing === 'after') throw new InjectedD1Failure(sql);
+      return result;
+    },
+    async batch(sqls, execute) {
+      const timings = sqls.map((sql) => pick(sql));
+      if (timings.includes('before')) throw new InjectedD1Failure('batch');
+      const result = await execute();
+      if (timings.includes('after')) throw new InjectedD1Failure('batch');
+      return result;
     },
   });
 }

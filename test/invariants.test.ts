@@ -50,7 +50,7 @@ describe('PROTOCOL.md invariants', () => {
       testClock.advance(300_000);
       const answers = await Promise.all(Array.from({ length: 6 }, () => renew(current)));
       expect(answers.map((answer) => answer.status)).toEqual(Array(6).fill(200));
-      current = ((await answers[0]?.json()) as { access_token: string }).access_token;
+      current = ((await (answers[0] as Response).json()) as { access_token: string }).access_token;
     }
     const revoked = await env.DB.prepare('SELECT revoked_at FROM sessions WHERE id = ?1').bind(token.session_id).first();
     expect(revoked).toEqual({ revoked_at: null });

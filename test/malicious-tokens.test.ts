@@ -72,11 +72,6 @@ function decodeSegment(segment: string): Json {
   return JSON.parse(new TextDecoder().decode(base64url.decode(segment))) as Json;
 }
 
-function without(claims: Json, name: string): Json {
-  const { [name]: _dropped, ...rest } = claims;
-  return rest;
-}
-
 /** base64url to standard base64 with `=` padding (the alphabet JWS forbids). */
 function toStandardBase64(segment: string): string {
   const standard = segment.replace(/-/g, '+').replace(/_/g, '/');

@@ -129,6 +129,7 @@ export interface LatchkeyClient {
  * answer arrived, never from the token's `exp` against `Date.now()`: a device clock minutes off
  * neither makes the client renew in a loop nor lets the token lapse.
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only narrows addEventListener to typed events; it declares no members the class lacks.
 export class LatchkeyClient extends EventTarget {
   readonly mode: Mode;
   /** `baseUrl` without a trailing slash. */

@@ -1,6 +1,6 @@
 import { compactVerify } from 'jose';
 import { ACCESS_TOKEN_TYP, type AccessTokenClaims } from './claims';
-import type { Keyring } from './keys';
+import type { Keyring, VerificationKey } from './keys';
 
 /** Leeway on `exp`, and on an `iat` in the future (API.md: at most 5 seconds). */
 export const CLOCK_LEEWAY_SECONDS = 5;
@@ -25,6 +25,13 @@ export interface VerifyExpectations {
   /** Renewal and logout take expired tokens; every other route does not. */
   allowExpired: boolean;
 }
+
+/**
+ * Where the key a token names comes from: latchkey's own keyring, or a lookup by `kid` (a
+ * verifier elsewhere, whose keys come from a fetched JWKS). Asked only once the token's shape
+ * and header have passed, so malformed input never reaches it.
+ */
+export type VerificationKeys = Pick<Keyring, 'verifiers'> | ((kid: string) => Promise<VerificationKey | undefined>);
 
 export type VerifyResult =
   | { ok: true; claims: AccessTokenClaims }
@@ -75,20 +82,20 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
 }
 
 /**
- * Verifies a compact JWS access token against the keyring: shape, header, signature by the key
+ * Verifies a compact JWS access token against the keys: shape, header, signature by the key
  * the `kid` names with that key's own algorithm (so `alg: none`, HS256-with-the-public-key and
- * every other algorithm confusion fail), then every claim. No I/O.
+ * every other algorithm confusion fail), then every claim. No I/O of its own (a `kid` lookup may fetch).
  */
 export async function verifyAccessToken(
   token: string,
-  keyring: Keyring,
+  keys: VerificationKeys,
   expect: VerifyExpectations,
 ): Promise<VerifyResult> {
   if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return INVALID;
   const header = decodeJsonSegment(token.slice(0, token.indexOf('.')));
   if (!isRecord(header) || typeof header.kid !== 'string' || !isAccessTokenTyp(header.typ)) return INVALID;
   if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return INVALID;
-  const key = keyring.verifiers.get(header.kid);
+  const key = typeof keys === 'function' ? await keys(header.kid) : keys.verifiers.get(header.kid);
   if (!key || header.alg !== key.alg) return INVALID;
 
   let payloadBytes: Uint8Array;

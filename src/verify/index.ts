@@ -1,0 +1,19 @@
+/**
+ * `latchkey/verify`: verifying latchkey access tokens in another Worker or a Node service.
+ * See docs/VERIFYING.md.
+ */
+export type { AccessTokenClaims } from '../tokens/claims';
+export type { JwkSet } from './jwks';
+export { type LatchkeyVariables, latchkeyAuth } from './middleware';
+export type { SessionFault, SessionStatus } from './session-status';
+export {
+  createVerifier,
+  failureResponse,
+  type KeySource,
+  type LatchkeyBinding,
+  type LatchkeyVerifier,
+  type VerifierOptions,
+  type VerifyFailure,
+  type VerifyOptions,
+  type VerifyOutcome,
+} from './verifier';
