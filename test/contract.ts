@@ -1,0 +1,19 @@
+/** Every `code` API.md defines: any answer with another one breaks the contract. */
+export const API_CODES: ReadonlySet<string> = new Set([
+  'invalid_request',
+  'payload_too_large',
+  'email_taken',
+  'invalid_credentials',
+  'too_many_attempts',
+  'missing_token',
+  'invalid_token',
+  'token_expired',
+  'session_inactive',
+  'session_revoked',
+  'session_expired',
+  'token_reused',
+  'unauthorized',
+  'forbidden_origin',
+  'not_found',
+  'temporarily_unavailable',
+]);
