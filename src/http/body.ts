@@ -70,6 +70,9 @@ export function codePoints(text: string): number {
 
 // Control and format characters (C0, C1, bidi overrides, zero-width) have no place in a label or email.
 const CONTROL = /[\p{Cc}\p{Cf}]/u;
+// A lone surrogate (JSON allows the escape "\ud800") is not Unicode text: D1 would store it as bytes
+// that are not UTF-8 and hand back U+FFFD, and scrypt would hash it as U+FFFD. Refused like bad UTF-8.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 export const field = {
   /** A required string of at most `max` code points. */
@@ -77,6 +80,7 @@ export const field = {
     const value = Object.hasOwn(body, name) ? body[name] : undefined;
     if (value === undefined) throw invalid(`"${name}" is required.`);
     if (typeof value !== 'string') throw invalid(`"${name}" must be a string.`);
+    if (LONE_SURROGATE.test(value)) throw invalid(`"${name}" is not valid Unicode text.`);
     if (codePoints(value) > max) throw invalid(`"${name}" must be at most ${max} characters.`);
     return value;
   },
@@ -86,6 +90,7 @@ export const field = {
     const value = Object.hasOwn(body, name) ? body[name] : undefined;
     if (value === undefined || value === null) return null;
     if (typeof value !== 'string') throw invalid(`"${name}" must be a string.`);
+    if (LONE_SURROGATE.test(value)) throw invalid(`"${name}" is not valid Unicode text.`);
     const trimmed = value.trim();
     if (codePoints(trimmed) > max) throw invalid(`"${name}" must be at most ${max} characters.`);
     if (CONTROL.test(trimmed)) throw invalid(`"${name}" must not contain control characters.`);

@@ -9,6 +9,20 @@ export const CLOCK_LEEWAY_SECONDS = 5;
 const MAX_TOKEN_LENGTH = 4096;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * RFC 4648 §3.5: the last character of an unpadded segment may carry bits that decoders drop, so
+ * one signature has up to 16 spellings that all verify. Only the canonical one (those bits zero) is
+ * accepted: a token is a credential, and one token should have exactly one spelling wherever it is
+ * compared, logged or deny-listed.
+ */
+function isCanonicalBase64url(segment: string): boolean {
+  const unusedBits = [0, 6, 4, 2][segment.length % 4] as number;
+  if (unusedBits === 6) return false;
+  const last = BASE64URL.indexOf(segment.charAt(segment.length - 1));
+  return (last & ((1 << unusedBits) - 1)) === 0;
+}
 
 /**
  * Header parameters that point at keys or certificates. Latchkey never takes a key from a token
@@ -92,6 +106,7 @@ export async function verifyAccessToken(
   expect: VerifyExpectations,
 ): Promise<VerifyResult> {
   if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return INVALID;
+  if (!token.split('.').every(isCanonicalBase64url)) return INVALID;
   const header = decodeJsonSegment(token.slice(0, token.indexOf('.')));
   if (!isRecord(header) || typeof header.kid !== 'string' || !isAccessTokenTyp(header.typ)) return INVALID;
   if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return INVALID;
