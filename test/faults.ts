@@ -3,8 +3,12 @@ import { env } from 'cloudflare:workers';
 import { Store } from '../src/storage/store';
 import type { UserAuthority } from '../src/user-authority/object';
 
-/** When a matching statement runs: fail before it reaches D1, or after D1 committed it (lost answer). */
-export type FaultTiming = 'before' | 'after';
+/**
+ * When a matching statement runs: fail before it reaches D1; fail inside D1 in the middle of its
+ * batch (the statements before it have run, so the batch's rollback is what keeps them out); or
+ * fail after D1 committed it (the answer is lost).
+ */
+export type FaultTiming = 'before' | 'during' | 'after';
 
 export class InjectedD1Failure extends Error {
   constructor(sql: string) {
@@ -17,7 +21,8 @@ type StatementMethod = 'run' | 'first' | 'all' | 'raw';
 /** What a wrapped D1Database does around each call; `real` and `execute` perform the call itself. */
 export interface D1Interceptor {
   statement(sql: string, method: StatementMethod, real: D1PreparedStatement, args: unknown[]): Promise<unknown>;
-  batch(sqls: string[], execute: () => Promise<D1Result[]>): Promise<D1Result[]>;
+  /** `execute(failing)` runs the batch, with the statements at `failing` replaced by one D1 refuses. */
+  batch(sqls: string[], execute: (failing?: number[]) => Promise<D1Result[]>): Promise<D1Result[]>;
 }
 
 /** Runs `method` on the real statement, as an unwrapped D1Database would. */
@@ -55,7 +60,12 @@ export function interceptD1(db: D1Database, interceptor: D1Interceptor): D1Datab
         return (statements: D1PreparedStatement[]) =>
           interceptor.batch(
             statements.map((statement) => sqlOf.get(statement) ?? ''),
-            () => target.batch(statements.map((statement) => real.get(statement) ?? statement)),
+            (failing = []) =>
+              target.batch(
+                statements.map((statement, index) =>
+                  failing.includes(index) ? target.prepare('SELECT latchkey_injected_failure()') : (real.get(statement) ?? statement),
+                ),
+              ),
           );
       }
       const value = Reflect.get(target, property, target);
@@ -68,19 +78,19 @@ export function interceptD1(db: D1Database, interceptor: D1Interceptor): D1Datab
  * A D1Database that fails statements chosen by `pick` (by SQL text and order), for fault
  * injection. Everything else passes through to the real local D1.
  */
-export function faultyD1(db: D1Database, pick: (sql: string) => FaultTiming | undefined): D1Database {
+export function faultyD1(db: D1Database, pick: (sql: string, inBatch: boolean) => FaultTiming | undefined): D1Database {
   return interceptD1(db, {
     async statement(sql, method, real, args) {
-      const timing = pick(sql);
-      if (timing === 'before') throw new InjectedD1Failure(sql);
+      const timing = pick(sql, false);
+      if (timing === 'before' || timing === 'during') throw new InjectedD1Failure(sql);
       const result = await runStatement(real, method, args);
       if (timing === 'after') throw new InjectedD1Failure(sql);
       return result;
     },
     async batch(sqls, execute) {
-      const timings = sqls.map((sql) => pick(sql));
+      const timings = sqls.map((sql) => pick(sql, true));
       if (timings.includes('before')) throw new InjectedD1Failure('batch');
-      const result = await execute();
+      const result = await execute(timings.flatMap((timing, index) => (timing === 'during' ? [index] : [])));
       if (timings.includes('after')) throw new InjectedD1Failure('batch');
       return result;
     },
@@ -97,4 +107,26 @@ export async function setAuthorityD1(userId: string, db: D1Database | undefined)
   await runInDurableObject(authorityStub(userId), (instance) => {
     (instance as unknown as { store: Store }).store = new Store(db ?? env.DB);
   });
+}
+
+/**
+ * Counts every statement that goes through `pick`, in order, and fails the `failAt`-th one
+ * (counted from 0) with `timing`. Shared by the Worker's D1 and the user object's, it numbers the
+ * statements of one request across both.
+ */
+export class StatementFaults {
+  readonly seen: string[] = [];
+  /** Indices of the statements that ran inside a batch (one transaction with others). */
+  readonly batched = new Set<number>();
+
+  constructor(
+    readonly failAt: number | undefined,
+    readonly timing: FaultTiming = 'before',
+  ) {}
+
+  readonly pick = (sql: string, inBatch: boolean): FaultTiming | undefined => {
+    const index = this.seen.push(sql) - 1;
+    if (inBatch) this.batched.add(index);
+    return index === this.failAt ? this.timing : undefined;
+  };
 }
