@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { app } from '../src/app';
+import { type CallInit, requestTo } from './helpers';
 
 /**
  * A request straight into the Worker's fetch handler (what src/index.ts exports), with the
@@ -9,20 +10,9 @@ import { app } from '../src/app';
  * the test pool's `exports.default.fetch` slows down request after request once large headers
  * have gone through it.
  */
-export async function direct(
-  path: string,
-  init: RequestInit & { token?: string; json?: unknown } = {},
-  bindings: Env = env,
-): Promise<Response> {
-  const headers = new Headers(init.headers);
-  if (init.token !== undefined) headers.set('authorization', `Bearer ${init.token}`);
-  let body = init.body;
-  if (init.json !== undefined) {
-    headers.set('content-type', 'application/json');
-    body = JSON.stringify(init.json);
-  }
+export async function direct(path: string, init: CallInit = {}, bindings: Env = env): Promise<Response> {
   const ctx = createExecutionContext();
-  const response = await app.fetch(new Request(`http://localhost${path}`, { ...init, headers, body }), bindings, ctx);
+  const response = await app.fetch(requestTo(path, init), bindings, ctx);
   await waitOnExecutionContext(ctx);
   return response;
 }

@@ -10,8 +10,10 @@ export function uniqueEmail(prefix = 'user'): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}-${counter}@example.com`;
 }
 
-/** A request through the Worker's own fetch handler, in this isolate. */
-export function call(path: string, init: RequestInit & { token?: string; json?: unknown } = {}): Promise<Response> {
+export type CallInit = RequestInit & { token?: string; json?: unknown };
+
+/** A request to `path`, with `token` as a bearer token and `json` as a JSON body. */
+export function requestTo(path: string, init: CallInit = {}): Request {
   const headers = new Headers(init.headers);
   if (init.token !== undefined) headers.set('authorization', `Bearer ${init.token}`);
   let body = init.body;
@@ -19,7 +21,12 @@ export function call(path: string, init: RequestInit & { token?: string; json?: 
     headers.set('content-type', 'application/json');
     body = JSON.stringify(init.json);
   }
-  return exports.default.fetch(new Request(`http://localhost${path}`, { ...init, headers, body }));
+  return new Request(`http://localhost${path}`, { ...init, headers, body });
+}
+
+/** A request through the Worker's own fetch handler, in this isolate. */
+export function call(path: string, init: CallInit = {}): Promise<Response> {
+  return exports.default.fetch(requestTo(path, init));
 }
 
 export interface TokenBody {

@@ -283,76 +283,54 @@ describe('D1 failing on each statement of each write path', () => {
 });
 
 describe('D1 committing but the answer being lost (the last write of each path)', () => {
-  const lastWrite = async (path: WritePath, account: Account) => {
+  /** A clean request to learn the path's last statement, then the same request losing its answer there. */
+  async function loseLastAnswer(name: string) {
+    const path = byName(name);
+    const account = await newAccount();
     const recorder = new StatementFaults(undefined);
     await path.prepare(account);
     const clean = await sendThrough(path, account, recorder);
     expect(clean.status).toBe(path.success);
     await path.accept(account, clean);
-    return recorder.seen.length - 1;
-  };
+    await path.prepare(account);
+    const before = await rowsOf(account.id, account.email);
+    const lost = await sendThrough(path, account, new StatementFaults(recorder.seen.length - 1, 'after'));
+    expect(lost.status).toBe(503);
+    return { account, before, retried: await path.send(account, env) };
+  }
 
   it('login: the retry signs in again (the first session is complete, just never handed out)', async () => {
-    const account = await newAccount();
-    const path = byName('login');
-    const index = await lastWrite(path, account);
-    const sessionsBefore = (await rowsOf(account.id, account.email)).sessions.length;
-    const lost = await sendThrough(path, account, new StatementFaults(index, 'after'));
-    expect(lost.status).toBe(503);
-    const retried = await path.send(account, env);
+    const { account, before, retried } = await loseLastAnswer('login');
     expect(retried.status).toBe(200);
-    expect((await rowsOf(account.id, account.email)).sessions.length).toBe(sessionsBefore + 2);
+    expect((await rowsOf(account.id, account.email)).sessions.length).toBe(before.sessions.length + 2);
   });
 
   it('renew: the retry gets the generation that was minted (grace), nothing is revoked', async () => {
-    const account = await newAccount();
-    const path = byName('renew');
-    const index = await lastWrite(path, account);
-    const gen = claimsOf(account.token.access_token).gen as number;
-    const lost = await sendThrough(path, account, new StatementFaults(index, 'after'));
-    expect(lost.status).toBe(503);
-    const retried = await path.send(account, env);
+    const { account, retried } = await loseLastAnswer('renew');
     expect(retried.status).toBe(200);
+    const gen = claimsOf(account.token.access_token).gen as number;
     expect(claimsOf(((await retried.json()) as TokenBody).access_token).gen).toBe(gen + 1);
   });
 
   it('logout: the retry is 204 (idempotent)', async () => {
-    const account = await newAccount();
-    const path = byName('logout');
-    const index = await lastWrite(path, account);
-    await path.prepare(account);
-    expect((await sendThrough(path, account, new StatementFaults(index, 'after'))).status).toBe(503);
-    expect((await path.send(account, env)).status).toBe(204);
+    expect((await loseLastAnswer('logout')).retried.status).toBe(204);
   });
 
   it('logout-all: done; the retry is 401 session_revoked, which is the state it asked for', async () => {
     // Accepting a revoked session's token here would let a stolen, already revoked token sign the
     // user out again and again; refusing it is the price of a lost answer.
-    const account = await newAccount();
-    const path = byName('logout-all');
-    const index = await lastWrite(path, account);
-    await path.prepare(account);
-    expect((await sendThrough(path, account, new StatementFaults(index, 'after'))).status).toBe(503);
-    const retried = await path.send(account, env);
+    const { retried } = await loseLastAnswer('logout-all');
     expect(retried.status).toBe(401);
     expect(((await retried.json()) as { code: string }).code).toBe('session_revoked');
   });
 
   it('password change: done; the retry is 401, and the new password signs in', async () => {
-    const account = await newAccount();
-    const path = byName('password change');
-    const index = await lastWrite(path, account);
-    await path.prepare(account);
-    expect((await sendThrough(path, account, new StatementFaults(index, 'after'))).status).toBe(503);
-    expect((await path.send(account, env)).status).toBe(401);
+    const { account, retried } = await loseLastAnswer('password change');
+    expect(retried.status).toBe(401);
     expect((await login(account.email, `${account.password}!`)).session_id).toBeTruthy();
   });
 
   it('admin revoke: the retry is 204 and revokes again (idempotent for the user)', async () => {
-    const account = await newAccount();
-    const path = byName('admin revoke');
-    const index = await lastWrite(path, account);
-    expect((await sendThrough(path, account, new StatementFaults(index, 'after'))).status).toBe(503);
-    expect((await path.send(account, env)).status).toBe(204);
+    expect((await loseLastAnswer('admin revoke')).retried.status).toBe(204);
   });
 });
