@@ -3,7 +3,9 @@
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { call, claimsOf, expectProblem, PASSWORD, renew, signedInUser, uniqueEmail } from './helpers';
+import { direct } from './direct';
+import { faultyD1, StatementFaults } from './faults';
+import { call, claimsOf, eventsOf, expectProblem, PASSWORD, renew, signedInUser, uniqueEmail } from './helpers';
 
 const rawJson = (path: string, body: string) =>
   call(path, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
@@ -54,5 +56,24 @@ describe('non-canonical base64url in a token', () => {
     expect((await call('/api/me', { token: token.access_token })).status).toBe(200);
     const renewed = await renew(token.access_token);
     expect(claimsOf(((await renewed.json()) as { access_token: string }).access_token).gen).toBe(2);
+  });
+});
+
+describe('failed logins cost the same D1 work whether or not the email has an account', () => {
+  // A wrong password for a real account used to add one D1 write (its login_failed event) that
+  // an unknown email did not: a difference of one round trip to the primary, measurable from
+  // outside. Now both send the same statements; the event is still written for real accounts.
+  it('an unknown email and a wrong password send the same statements, and only the account gets an event', async () => {
+    const { email, token } = await signedInUser();
+    const statementsOf = async (body: { email: string; password: string }) => {
+      const recorder = new StatementFaults(undefined);
+      const response = await direct('/auth/login', { method: 'POST', json: body }, { ...env, DB: faultyD1(env.DB, recorder.pick) });
+      await expectProblem(response, 401, 'invalid_credentials');
+      return recorder.seen;
+    };
+    const unknown = await statementsOf({ email: uniqueEmail('nobody'), password: PASSWORD });
+    const wrong = await statementsOf({ email, password: `${PASSWORD} but wrong` });
+    expect(wrong).toEqual(unknown);
+    expect((await eventsOf(token.access_token)).map((event) => event.type)).toEqual(['login_failed', 'login']);
   });
 });

@@ -78,9 +78,9 @@ export const authRoutes = new Hono<AppEnv>()
     assertCookieDeliveryAllowed(c, mode);
     const { email, clientIp, user, check, at } = await checkCredentials(c, rawEmail, password);
     if (!user || !check.ok) {
-      if (user) {
-        await storeOf(c).insertEvent(user.id, { type: 'login_failed', at, sessionId: null, detail: null });
-      }
+      // One and the same statement whether or not the email has an account: a D1 write only for
+      // real accounts would make a wrong password measurably slower than an unknown email.
+      await storeOf(c).recordFailedLogin(email, at);
       throw new ApiError('invalid_credentials');
     }
     const upgraded = check.needsRehash ? await hashPassword(password) : null;

@@ -343,6 +343,19 @@ export class Store {
 
   // ---- events ------------------------------------------------------------------------------
 
+  /** A `login_failed` event for the account with this email, if there is one. */
+  async recordFailedLogin(email: string, at: number): Promise<void> {
+    await this.guard(() =>
+      this.db
+        .prepare(
+          `INSERT INTO security_events (user_id, type, at, session_id, detail)
+           SELECT id, 'login_failed', ?2, NULL, NULL FROM users WHERE email = ?1`,
+        )
+        .bind(email, at)
+        .run(),
+    );
+  }
+
   async insertEvent(userId: string, event: SecurityEvent): Promise<void> {
     await this.guard(() => this.eventStatement(userId, event).run());
   }
