@@ -77,3 +77,19 @@ describe('failed logins cost the same D1 work whether or not the email has an ac
     expect((await eventsOf(token.access_token)).map((event) => event.type)).toEqual(['login_failed', 'login']);
   });
 });
+
+describe('the login throttle counts an IPv6 client by its /64', () => {
+  // Counting each IPv6 address on its own gave one subscriber 2^64 fresh counters: rotating the
+  // interface part of the address made the lockout meaningless.
+  it('failures from different addresses of one /64 share one lockout; another /64 is not locked', async () => {
+    const { email } = await signedInUser();
+    const from = (ip: string) => ({ 'content-type': 'application/json', 'cf-connecting-ip': ip });
+    const attempt = (ip: string, password: string) =>
+      call('/auth/login', { method: 'POST', headers: from(ip), body: JSON.stringify({ email, password }) });
+    for (let i = 1; i <= 5; i++) {
+      await expectProblem(await attempt(`2001:db8:77:1::${i}`, `wrong guess number ${i}`), 401, 'invalid_credentials');
+    }
+    await expectProblem(await attempt('2001:db8:77:1:ffff:ffff:ffff:fffe', PASSWORD), 429, 'too_many_attempts');
+    expect((await attempt('2001:db8:77:2::1', PASSWORD)).status).toBe(200);
+  });
+});

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { type Config, configFrom } from '../config';
 import { ApiError } from '../errors';
+import { throttleAddress } from './address';
 import { Store } from '../storage/store';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { type Keyring, keyringFor } from '../tokens/keys';
@@ -68,5 +69,5 @@ export async function callAuthority<T>(call: () => Promise<AuthorityResult<T>>):
 
 /** The client address for login throttling; the edge sets CF-Connecting-IP on every request. */
 export function clientAddress(c: AppContext): string {
-  return c.req.header('cf-connecting-ip') ?? 'unknown';
+  return throttleAddress(c.req.header('cf-connecting-ip') ?? 'unknown');
 }

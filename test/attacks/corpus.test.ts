@@ -380,10 +380,10 @@ const BODY_ROUTES: Record<string, { path: string; token: () => string | undefine
 };
 
 let address = 0;
-/** A fresh client address per request: the corpus's failed logins must not lock each other out. */
+/** A fresh client network (/64) per request: the corpus's failed logins must not lock each other out. */
 function nextAddress(): string {
   address += 1;
-  return `2001:db8::${address.toString(16)}`;
+  return `2001:db8:${address.toString(16)}::1`;
 }
 
 function requestBody(spec: RequestCase['body']): BodyInit {
