@@ -11,9 +11,11 @@
 //   npm run load [-- --seconds 60 --users 24 --clients 3 --victims 4]
 import { machine, percentile, startServer } from './lib/server.mjs';
 
-const options = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, index, all) => (arg.startsWith('--') ? [...pairs, [arg.slice(2), all[index + 1]]] : pairs), []),
-);
+const options = {};
+for (let index = 2; index < process.argv.length; index++) {
+  const arg = process.argv[index];
+  if (arg.startsWith('--')) options[arg.slice(2)] = process.argv[index + 1];
+}
 const SECONDS = Number(options.seconds ?? 60);
 const USERS = Number(options.users ?? 24);
 const CLIENTS = Number(options.clients ?? 3);

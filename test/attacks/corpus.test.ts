@@ -41,6 +41,8 @@ interface TokenCase {
   transform?: string;
   expect?: Expectation;
   expectByRoute?: Record<string, Expectation>;
+  /** The answer when the token comes as the cookie, where it differs from the header's. */
+  cookieExpect?: Expectation;
 }
 
 interface RequestCase {
@@ -48,6 +50,8 @@ interface RequestCase {
   why?: string;
   routes: string[];
   contentType?: string | null;
+  /** Extra request headers (Origin, for cookie mode). */
+  headers?: Record<string, string>;
   body: ByteSpec | { json: Json } | { repeat: { prefix?: string; text: string; times: number; suffix?: string } } | { stream: { chunk: string; count: number } };
   expect?: Expectation;
   expectByRoute?: Record<string, Expectation>;
@@ -164,9 +168,9 @@ function bytesOf(spec: ByteSpec): Uint8Array {
 }
 
 /** Values in `merge` and `json` may be computed: `{"$now": s}`, `{"$repeat": [t, n]}`, `{"$nest": n}`, `{"$claimPlus": [c, n]}`. */
-function valueOf(value: Json): Json {
+function computed(value: Json): Json {
   if (typeof value === 'string') return fill(value);
-  if (Array.isArray(value)) return value.map(valueOf);
+  if (Array.isArray(value)) return value.map(computed);
   if (value === null || typeof value !== 'object') return value;
   if ('$now' in value) return Math.floor(Date.now() / 1000) + (value.$now as number);
   if ('$repeat' in value) {
@@ -184,7 +188,7 @@ function valueOf(value: Json): Json {
   }
   // JSON.parse makes "__proto__" an own property; keep it one here too.
   const out: Record<string, Json> = {};
-  for (const [key, inner] of Object.entries(value)) Object.defineProperty(out, key, { value: valueOf(inner), enumerable: true, writable: true, configurable: true });
+  for (const [key, inner] of Object.entries(value)) Object.defineProperty(out, key, { value: computed(inner), enumerable: true, writable: true, configurable: true });
   return out;
 }
 
@@ -192,7 +196,7 @@ function merged(base: Record<string, Json>, changes: Record<string, Json>): Reco
   const out = { ...base };
   for (const [name, change] of Object.entries(changes)) {
     if (change === null) delete out[name];
-    else Object.defineProperty(out, name, { value: valueOf(change), enumerable: true, writable: true, configurable: true });
+    else Object.defineProperty(out, name, { value: computed(change), enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
@@ -200,7 +204,7 @@ function merged(base: Record<string, Json>, changes: Record<string, Json>): Reco
 function partBytes(spec: PartSpec | undefined, base: Record<string, Json>): Uint8Array {
   if (spec === undefined) return utf8.encode(JSON.stringify(base));
   if ('merge' in spec) return utf8.encode(JSON.stringify(merged(base, spec.merge)));
-  if ('json' in spec) return utf8.encode(JSON.stringify(valueOf(spec.json)));
+  if ('json' in spec) return utf8.encode(JSON.stringify(computed(spec.json)));
   if ('genuineToken' in spec) return utf8.encode(fx.genuine);
   return bytesOf(spec);
 }
@@ -321,6 +325,9 @@ const TOKEN_ROUTES: Route[] = [
   { name: 'GET /auth/events', send: (headers) => call('/auth/events', { headers }) },
 ];
 
+/** The origin the test configuration allows (wrangler.toml's ALLOWED_ORIGINS). */
+const ALLOWED_ORIGIN = 'http://localhost:8787';
+
 /** Every admin route reads its own bearer secret: a user's token, forged or not, is never it. */
 const ADMIN_ROUTE: Route = {
   name: 'POST /admin/users/:id/revoke',
@@ -387,7 +394,7 @@ function nextAddress(): string {
 }
 
 function requestBody(spec: RequestCase['body']): BodyInit {
-  if ('json' in spec) return JSON.stringify(valueOf(spec.json));
+  if ('json' in spec) return JSON.stringify(computed(spec.json));
   if ('repeat' in spec) {
     const { prefix = '', text, times, suffix = '' } = spec.repeat;
     return fill(prefix) + text.repeat(times) + fill(suffix);
@@ -449,7 +456,7 @@ describe('Security: the attack corpus', () => {
     }
   });
 
-  describe('tokens, on every route that reads one', () => {
+  describe('tokens, on every route that reads one, as a bearer header and as the cookie', () => {
     it.each(tokenCases)('$name', async (testCase) => {
       const authorization = await authorizationOf(testCase);
       const headers: Record<string, string> = authorization === null ? {} : { authorization };
@@ -461,6 +468,15 @@ describe('Security: the attack corpus', () => {
       }
       got[ADMIN_ROUTE.name] = await observed(await ADMIN_ROUTE.send(headers));
       want[ADMIN_ROUTE.name] = wanted({ status: 401, code: 'unauthorized' });
+      // Cookie mode: every route that takes a bearer token takes the cookie too, and must judge
+      // the same token the same way (from an allowed Origin, so the CSRF check is not what answers).
+      if (authorization?.startsWith('Bearer ')) {
+        const cookie = { cookie: `latchkey_at=${authorization.slice('Bearer '.length)}`, origin: ALLOWED_ORIGIN };
+        for (const route of TOKEN_ROUTES) {
+          got[`${route.name} (cookie)`] = await observed(await route.send(cookie));
+          want[`${route.name} (cookie)`] = testCase.cookieExpect ? wanted(testCase.cookieExpect) : want[route.name];
+        }
+      }
       expect(got).toEqual(want);
     });
   });
@@ -472,7 +488,7 @@ describe('Security: the attack corpus', () => {
       for (const name of testCase.routes) {
         const route = BODY_ROUTES[name];
         if (!route) throw new Error(`corpus: unknown body route ${name}`);
-        const headers: Record<string, string> = { 'cf-connecting-ip': nextAddress() };
+        const headers: Record<string, string> = { ...testCase.headers, 'cf-connecting-ip': nextAddress() };
         const contentType = testCase.contentType === undefined ? 'application/json' : testCase.contentType;
         if (contentType !== null) headers['content-type'] = contentType;
         const token = route.token();
