@@ -443,7 +443,12 @@ async function runStep(model: Model, step: Step): Promise<void> {
       return;
     }
     case 'evict': {
-      await evictDurableObject(authorityStub((model.users[step.user] as ModelUser).id));
+      try {
+        await evictDurableObject(authorityStub((model.users[step.user] as ModelUser).id));
+      } catch (error) {
+        // Already evicted (or never woken since): the state this step asks for.
+        if (!/not currently running/.test(String(error))) throw error;
+      }
       return;
     }
   }
@@ -577,6 +582,21 @@ const NAMED: Array<[string, Step[]]> = [
       { kind: 'logoutAll', client: 0 },
     ],
   ],
+  [
+    // Shrunk from a failing run: evicting an object that is not running threw in the test itself.
+    'evictions of an idle object, a failed password change, a renewal and a replay of the first token',
+    [
+      { kind: 'evict', user: 0 },
+      { kind: 'evict', user: 0 },
+      { kind: 'password', client: 0, wrongPassword: true },
+      { kind: 'advance', seconds: 3 },
+      { kind: 'renew', client: 0, copies: 1 },
+      { kind: 'advance', seconds: 3 },
+      { kind: 'replay', token: 0, copies: 2 },
+      { kind: 'advance', seconds: 3 },
+      { kind: 'advance', seconds: 3 },
+    ],
+  ],
 ];
 
 describe('named interleavings, checked against the same model', () => {
@@ -591,7 +611,7 @@ describe('the service against the reference model', () => {
     async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(stepArb, { minLength: 8, maxLength: 28 }), (steps) => play(steps)),
-        { numRuns: 15 },
+        { numRuns: 12 },
       );
       // Not vacuous: renewals, bursts and replays were answered, some of them refused.
       expect([...seen.keys()]).toEqual(expect.arrayContaining(['single: 200', 'burst: 200', 'login: 200']));
