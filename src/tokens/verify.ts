@@ -127,8 +127,19 @@ export async function verifyAccessToken(
   }
   const claims = readClaims(payload, expect);
   if (!claims) return INVALID;
-  if (claims.exp + CLOCK_LEEWAY_SECONDS <= expect.nowMs / 1000 && !expect.allowExpired) {
-    return { ok: false, reason: 'expired', claims };
-  }
+  return judgeExpiry(claims, expect);
+}
+
+/** Past `exp` and its leeway at `nowMs`. */
+export function isExpired(claims: AccessTokenClaims, nowMs: number): boolean {
+  return claims.exp + CLOCK_LEEWAY_SECONDS <= nowMs / 1000;
+}
+
+/**
+ * The verdict on claims that passed every other check. Expiry is the one check whose answer
+ * changes as time moves forward, so a cached verification re-runs exactly this on every use.
+ */
+export function judgeExpiry(claims: AccessTokenClaims, expect: VerifyExpectations): VerifyResult {
+  if (isExpired(claims, expect.nowMs) && !expect.allowExpired) return { ok: false, reason: 'expired', claims };
   return { ok: true, claims };
 }
