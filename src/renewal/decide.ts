@@ -103,6 +103,11 @@ function reuseScope(token: PresentedToken, session: SessionRecord, user: UserIns
   return token.iat >= Math.floor(user.lastLoginAt / 1000) ? 'user' : 'session';
 }
 
+/** Rule 2: the token expired longer ago than the renew window; no stored record can change that. */
+export function isInactive(token: PresentedToken, nowMs: number, policy: RenewalPolicy): boolean {
+  return nowMs - token.exp * 1000 > policy.renewWindowMs;
+}
+
 /** PROTOCOL.md's decision table, rules 2 to 8, in order. */
 export function decideRenewal(
   token: PresentedToken,
@@ -111,7 +116,7 @@ export function decideRenewal(
   nowMs: number,
   policy: RenewalPolicy,
 ): RenewalDecision {
-  if (nowMs - token.exp * 1000 > policy.renewWindowMs) return { kind: 'inactive' };
+  if (isInactive(token, nowMs, policy)) return { kind: 'inactive' };
   const standing = sessionStanding(session, user, nowMs, policy);
   if (standing === 'revoked' || !session || !user) return { kind: 'revoked' };
   // Belt and braces for rule 3's "T minted at or before U.revoked_before": a token whose whole

@@ -134,16 +134,9 @@ export class Store {
   /** A session of this user together with the user's instants; null if unknown or another user's. */
   async loadSession(sessionId: string, userId: string): Promise<SessionWithUser | null> {
     const row = await this.guard(() =>
-      this.db
-        .prepare(Store.SESSION_WITH_USER)
-        .bind(sessionId, userId)
-        .first<SessionRow & { email: string; revoked_before: number; last_login_at: number }>(),
+      this.db.prepare(Store.SESSION_WITH_USER).bind(sessionId, userId).first<SessionWithUserRow>(),
     );
-    if (!row) return null;
-    return {
-      session: toSession(row),
-      user: { email: row.email, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at },
-    };
+    return toSessionWithUser(row);
   }
 
   /** The user's sessions not marked revoked, newest first, with the user's instants. */
@@ -244,6 +237,49 @@ export class Store {
         .run(),
     );
     return result.meta.changes === 1;
+  }
+
+  /**
+   * Rule 5, the common case of a renewal, in one D1 round trip: one batch (one transaction) reads
+   * the session as it stood and advances its generation if, and only if, the decision table says
+   * "rotate" for those records at `at` (PROTOCOL.md rules 3 to 5, as `decideRenewal` checks them):
+   * the session is this user's, not revoked, logged in after the user's `revoked_before`, not older
+   * than the absolute limit, still at the presented generation, and the token's `iat` second is
+   * after `revoked_before`. It also requires `at` to be after every instant the records hold, as the
+   * user's clock would have made it. Rule 2 (idle) depends on the token alone: the caller checks it
+   * first. When nothing was advanced, the read records let the caller decide every other case
+   * without a second read. test/one-trip-renewal.test.ts checks this guard against `decideRenewal`.
+   */
+  async loadSessionAndRotate(input: {
+    sessionId: string;
+    userId: string;
+    fromGen: number;
+    /** The presented token's `iat`, seconds. */
+    tokenIat: number;
+    mintedAt: number;
+    expiresAt: number;
+    sessionMaxAgeMs: number;
+  }): Promise<{ loaded: SessionWithUser | null; rotated: boolean }> {
+    const { sessionId, userId, fromGen, tokenIat, mintedAt, expiresAt, sessionMaxAgeMs } = input;
+    const [read, advanced] = await this.batch([
+      this.db.prepare(Store.SESSION_WITH_USER).bind(sessionId, userId),
+      this.db
+        .prepare(
+          `UPDATE sessions SET gen = ?3 + 1, gen_minted_at = ?4, gen_expires_at = ?5
+            WHERE id = ?1 AND user_id = ?2 AND gen = ?3 AND revoked_at IS NULL
+              AND created_at < ?4 AND gen_minted_at < ?4 AND created_at >= ?4 - ?6
+              AND EXISTS (SELECT 1 FROM users
+                           WHERE users.id = sessions.user_id
+                             AND users.revoked_before < sessions.created_at
+                             AND users.revoked_before < ?7
+                             AND users.last_login_at < ?4)`,
+        )
+        .bind(sessionId, userId, fromGen, mintedAt, expiresAt, sessionMaxAgeMs, tokenIat * 1000 + 999),
+    ]);
+    return {
+      loaded: toSessionWithUser((read?.results[0] as SessionWithUserRow | undefined) ?? null),
+      rotated: advanced?.meta.changes === 1,
+    };
   }
 
   private revokeSessionStatement(sessionId: string, userId: string, at: number, reason: string): D1PreparedStatement {
@@ -374,4 +410,14 @@ export class Store {
       detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
     }));
   }
+}
+
+type SessionWithUserRow = SessionRow & { email: string; revoked_before: number; last_login_at: number };
+
+function toSessionWithUser(row: SessionWithUserRow | null): SessionWithUser | null {
+  if (!row) return null;
+  return {
+    session: toSession(row),
+    user: { email: row.email, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at },
+  };
 }

@@ -2,7 +2,8 @@ import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
 import { StorageUnavailableError } from '../errors';
-import { decideRenewal, type RenewalPolicy, type SessionRecord } from '../renewal/decide';
+import { decideRenewal, isInactive, type RenewalPolicy, type SessionRecord } from '../renewal/decide';
+import type { SessionWithUser } from '../storage/records';
 import { Store } from '../storage/store';
 import { type AccessTokenClaims, generationJti } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
@@ -137,11 +138,45 @@ export class UserAuthority extends DurableObject<Env> {
     });
   }
 
+  /** The session with generation `gen` minted at `at`. */
+  private successor(session: SessionRecord, gen: number, at: number): SessionRecord {
+    return { ...session, gen, genMintedAt: at, genExpiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds };
+  }
+
+  /**
+   * Rule 5 in one D1 round trip: read the records and, in the same batch, advance the generation
+   * exactly when rotating is the decision for them (Store.loadSessionAndRotate). A renewal is the
+   * most frequent write of the service, and a D1 round trip is its largest cost. `loaded` is what
+   * the batch read, for deciding every other case; undefined if it did not read.
+   */
+  private async rotateInOneTrip(
+    token: AccessTokenClaims,
+  ): Promise<{ grant: TokenGrant } | { loaded: SessionWithUser | null | undefined }> {
+    const at = this.instant();
+    const policy = renewalPolicy(this.config);
+    if (isInactive(token, at, policy)) return { loaded: undefined };
+    const { loaded, rotated } = await this.store.loadSessionAndRotate({
+      sessionId: token.sid,
+      userId: token.sub,
+      fromGen: token.gen,
+      tokenIat: token.iat,
+      mintedAt: at,
+      expiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds,
+      sessionMaxAgeMs: policy.sessionMaxAgeMs,
+    });
+    if (!rotated || !loaded) return { loaded };
+    const next = this.successor(loaded.session, token.gen + 1, at);
+    return { grant: await this.grant(next, this.currentClaims(next), at) };
+  }
+
   /** PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified. */
   renew(token: AccessTokenClaims): Promise<AuthorityResult<TokenGrant>> {
     return this.exclusive(async () => {
+      const first = await this.rotateInOneTrip(token);
+      if ('grant' in first) return { ok: true, value: first.grant };
       for (let attempt = 0; attempt < MAX_RENEW_ATTEMPTS; attempt++) {
-        const loaded = await this.store.loadSession(token.sid, token.sub);
+        const loaded =
+          attempt === 0 && first.loaded !== undefined ? first.loaded : await this.store.loadSession(token.sid, token.sub);
         const at = loaded
           ? this.instant(
               loaded.session.createdAt,
@@ -173,12 +208,7 @@ export class UserAuthority extends DurableObject<Env> {
             await this.store.recordReuse({ userId: token.sub, sessionId: token.sid, at, scope: decision.scope });
             return failed('token_reused');
           case 'rotate': {
-            const next: SessionRecord = {
-              ...session!,
-              gen: decision.nextGen,
-              genMintedAt: at,
-              genExpiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds,
-            };
+            const next = this.successor(session!, decision.nextGen, at);
             const advanced = await this.store.advanceGeneration({
               sessionId: next.id,
               fromGen: session!.gen,
