@@ -1,4 +1,3 @@
-import { compactVerify } from 'jose';
 import { ACCESS_TOKEN_TYP, type AccessTokenClaims } from './claims';
 import type { Keyring, VerificationKey } from './keys';
 
@@ -54,11 +53,37 @@ export type VerifyResult =
 
 const INVALID = { ok: false, reason: 'invalid' } as const;
 
-function decodeJsonSegment(segment: string): unknown {
+/**
+ * The WebCrypto parameters of each algorithm latchkey accepts. The algorithm always comes from the
+ * key (found by `kid` among the trusted keys), never from the token: the header's `alg` must merely agree.
+ */
+const SIGNATURE_PARAMETERS = {
+  EdDSA: { name: 'Ed25519' },
+  ES256: { name: 'ECDSA', hash: 'SHA-256' },
+} as const satisfies Record<Keyring['signer']['alg'], SubtleCryptoSignAlgorithm>;
+
+// Shared: one decoder per isolate, not one per call. `fatal`: bytes that are not UTF-8 are refused.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+const ascii = new TextEncoder();
+
+/** base64url without padding, as JWS uses it; undefined if it does not decode. */
+function base64urlBytes(segment: string): Uint8Array | undefined {
+  let binary: string;
   try {
-    const binary = atob(segment.replace(/-/g, '+').replace(/_/g, '/'));
-    const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
+    binary = atob(segment.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    return undefined;
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function decodeJsonSegment(segment: string): unknown {
+  const bytes = base64urlBytes(segment);
+  if (!bytes) return undefined;
+  try {
+    return JSON.parse(utf8.decode(bytes));
   } catch {
     return undefined;
   }
@@ -99,6 +124,12 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
  * Verifies a compact JWS access token against the keys: shape, header, signature by the key
  * the `kid` names with that key's own algorithm (so `alg: none`, HS256-with-the-public-key and
  * every other algorithm confusion fail), then every claim. No I/O of its own (a `kid` lookup may fetch).
+ *
+ * The JWS is checked here rather than by a general JOSE library: the header is parsed and vetted
+ * once (above all, no `crit` and no `b64`, so the signing input is always the two segments as
+ * sent), and the signature is checked by WebCrypto with the key's parameters. A general library
+ * would parse and validate the header again and build its options per call; on a route where every
+ * token is new, that work is a sizeable share of the request (bench/RESULTS.md).
  */
 export async function verifyAccessToken(
   token: string,
@@ -107,25 +138,26 @@ export async function verifyAccessToken(
 ): Promise<VerifyResult> {
   if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return INVALID;
   if (!token.split('.').every(isCanonicalBase64url)) return INVALID;
-  const header = decodeJsonSegment(token.slice(0, token.indexOf('.')));
+  const firstDot = token.indexOf('.');
+  const lastDot = token.lastIndexOf('.');
+  const header = decodeJsonSegment(token.slice(0, firstDot));
   if (!isRecord(header) || typeof header.kid !== 'string' || !isAccessTokenTyp(header.typ)) return INVALID;
   if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return INVALID;
   const key = typeof keys === 'function' ? await keys(header.kid) : keys.verifiers.get(header.kid);
   if (!key || header.alg !== key.alg) return INVALID;
 
-  let payloadBytes: Uint8Array;
+  const signature = base64urlBytes(token.slice(lastDot + 1));
+  if (!signature) return INVALID;
+  let valid: boolean;
   try {
-    ({ payload: payloadBytes } = await compactVerify(token, key.key, { algorithms: [key.alg] }));
+    // The signing input is the ASCII of `header.payload` exactly as sent (RFC 7515 §5.2).
+    const signingInput = ascii.encode(token.slice(0, lastDot));
+    valid = await crypto.subtle.verify(SIGNATURE_PARAMETERS[key.alg], key.key, signature, signingInput);
   } catch {
     return INVALID;
   }
-  let payload: unknown;
-  try {
-    payload = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(payloadBytes));
-  } catch {
-    return INVALID;
-  }
-  const claims = readClaims(payload, expect);
+  if (!valid) return INVALID;
+  const claims = readClaims(decodeJsonSegment(token.slice(firstDot + 1, lastDot)), expect);
   if (!claims) return INVALID;
   return judgeExpiry(claims, expect);
 }
