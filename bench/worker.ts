@@ -30,6 +30,10 @@ export class BenchFloor extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     floorInstances++;
+    if (!objectEnvsSeen.has(env)) {
+      objectEnvsSeen.add(env);
+      objectEnvs++;
+    }
   }
 
   /**
@@ -59,6 +63,9 @@ const FLOOR_SHAPES: readonly FloorShape[] = ['call', 'write', 'read-write', 'bat
 
 /** How many floor objects were constructed: shows whether objects stay in memory between runs. */
 let floorInstances = 0;
+/** Distinct `env` objects handed to objects: 1 means every object shares one parsed config. */
+const objectEnvsSeen = new WeakSet<object>();
+let objectEnvs = 0;
 
 /** One scrypt hash per password per isolate: seeding 1,000 users must not cost 1,000 hashes. */
 const hashes = new Map<string, Promise<string>>();
@@ -266,6 +273,7 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     return c.json({
       distinctEnvs,
       floorInstances,
+      objectEnvs,
       keyringImportedOnce: firstKeyring === keyring,
       verifiedTokens: { hits: verifiedTokens.hits, misses: verifiedTokens.misses, size: verifiedTokens.size },
     });
