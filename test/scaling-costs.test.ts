@@ -1,11 +1,15 @@
 /**
- * What one login and one renewal cost in D1 and Durable Object traffic, counted on the real code
- * path (docs/SCALING.md quotes these numbers). Every D1 call of the Worker and of the user's object
- * goes through a counting wrapper, and so does every call to the user's object.
+ * What one login, one renewal and one stateless or strict check cost in D1 and Durable Object
+ * traffic, counted on the real code path (docs/SCALING.md quotes these numbers). Every D1 call of
+ * the Worker and of the user's object goes through a counting wrapper, and so does every call to
+ * the user's object. A change that adds a statement, a round trip or an object call fails here.
  */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { app } from '../src/app';
+import { configFrom } from '../src/config';
+import { keyringFor } from '../src/tokens/keys';
+import { verifiedTokens } from '../src/tokens/verified-cache';
 import { interceptD1, runStatement, setAuthorityD1 } from './faults';
 import { claimsOf, PASSWORD, register, uniqueEmail } from './helpers';
 
@@ -107,6 +111,10 @@ async function counted(userId: string, request: Request): Promise<{ response: Re
   }
 }
 
+function get(path: string, token: string): Request {
+  return new Request(`http://localhost${path}`, { headers: { authorization: `Bearer ${token}` } });
+}
+
 function post(path: string, init: { token?: string; json?: unknown }): Request {
   const headers = new Headers({ 'cf-connecting-ip': '203.0.113.9' });
   if (init.token) headers.set('authorization', `Bearer ${init.token}`);
@@ -137,7 +145,7 @@ describe('the cost of one operation', () => {
     expect(tally.authority).toEqual({ roundTrips: 2, reads: 1, writes: 4, rowsRead: 4, rowsWritten: 8 });
   });
 
-  it('a renewal: no D1 in the Worker, 1 call to the user object, 2 D1 round trips from it (1 read, 1 write)', async () => {
+  it('a renewal: no D1 in the Worker, 1 call to the user object, 1 D1 round trip from it (1 read, 1 write, one batch)', async () => {
     const email = uniqueEmail('cost');
     const user = await register(email);
     const { token } = await loggedIn(email, user.id);
@@ -146,7 +154,42 @@ describe('the cost of one operation', () => {
     expect(claimsOf(((await response.json()) as { access_token: string }).access_token).gen).toBe(2);
     expect(tally.objectCalls).toEqual(['renew']);
     expect(tally.worker).toEqual(emptyD1());
-    // The user object: load session and user (one join), then the generation's compare-and-swap.
-    expect(tally.authority).toEqual({ roundTrips: 2, reads: 1, writes: 1, rowsRead: 4, rowsWritten: 1 });
+    // The user object, in one batch: load session and user (one join), and the generation's
+    // compare-and-swap, guarded so that it applies exactly when rule 5 does (Store.loadSessionAndRotate).
+    expect(tally.authority).toEqual({ roundTrips: 1, reads: 1, writes: 1, rowsRead: 4, rowsWritten: 1 });
+  });
+
+  it('a stateless check (GET /api/me): no D1, no call to the user object; the signature is verified once per token', async () => {
+    const email = uniqueEmail('cost');
+    const user = await register(email);
+    const { token } = await loggedIn(email, user.id);
+    const before = { hits: verifiedTokens.hits, misses: verifiedTokens.misses };
+    for (let i = 0; i < 3; i++) {
+      const { response, tally } = await counted(user.id, get('/api/me', token));
+      expect(response.status).toBe(200);
+      expect(tally).toEqual({ worker: emptyD1(), authority: emptyD1(), objectCalls: [] });
+    }
+    expect({ hits: verifiedTokens.hits - before.hits, misses: verifiedTokens.misses - before.misses }).toEqual({
+      hits: 2,
+      misses: 1,
+    });
+  });
+
+  it('a strict check (GET /api/account): 1 D1 round trip from the Worker, a read, and no call to the user object', async () => {
+    const email = uniqueEmail('cost');
+    const user = await register(email);
+    const { token } = await loggedIn(email, user.id);
+    const { response, tally } = await counted(user.id, get('/api/account', token));
+    expect(response.status).toBe(200);
+    expect(tally.objectCalls).toEqual([]);
+    expect(tally.authority).toEqual(emptyD1());
+    expect(tally.worker).toMatchObject({ roundTrips: 1, reads: 1, writes: 0 });
+  });
+
+  it('configuration and keys are parsed and imported once per isolate, not per request', async () => {
+    expect(configFrom(env)).toBe(configFrom(env));
+    const json = configFrom(env).signingKeysJson;
+    expect(keyringFor(json)).toBe(keyringFor(json));
+    expect(await keyringFor(json)).toBe(await keyringFor(json));
   });
 });
