@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-// Miniflare and esbuild exactly as the pinned wrangler uses them (its own dependencies).
+// Miniflare exactly as the pinned wrangler uses it (its own dependency, with its own workerd).
 const fromWrangler = createRequire(require.resolve('wrangler'));
 const wranglerBin = join(root, 'node_modules', '.bin', 'wrangler');
 
@@ -20,8 +20,8 @@ export function workerdVersion() {
 
 /** Bundles a Worker entry the way wrangler does for workerd: ES module, workerd/worker/browser conditions. */
 export async function bundle(entry, outfile) {
-  const esbuild = fromWrangler('esbuild');
-  await esbuild.build({
+  const { build } = await import('esbuild');
+  await build({
     entryPoints: [join(root, entry)],
     outfile,
     bundle: true,
@@ -51,6 +51,9 @@ export async function startMiniflare({ script, port, bindings = {}, durableObjec
     name: 'latchkey',
     modules: [{ type: 'ESModule', path: script, contents: readFileSync(script, 'utf8') }],
     modulesRules: undefined,
+    // Static assets are served by the platform before the Worker runs; locally they would add
+    // Miniflare's asset router to every request, in front of the floor and the subject alike.
+    assets: undefined,
     modulesRoot: dirname(script),
     bindings: { ...workerOptions.bindings, ...bindings },
     durableObjects: Object.fromEntries(

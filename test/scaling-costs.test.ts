@@ -145,7 +145,7 @@ describe('the cost of one operation', () => {
     expect(tally.authority).toEqual({ roundTrips: 2, reads: 1, writes: 4, rowsRead: 4, rowsWritten: 8 });
   });
 
-  it('a renewal: no D1 in the Worker, 1 call to the user object, 1 D1 round trip from it (1 read, 1 write, one batch)', async () => {
+  it('a renewal: no D1 in the Worker, 1 call to the user object, 1 D1 round trip from it (1 write)', async () => {
     const email = uniqueEmail('cost');
     const user = await register(email);
     const { token } = await loggedIn(email, user.id);
@@ -154,9 +154,9 @@ describe('the cost of one operation', () => {
     expect(claimsOf(((await response.json()) as { access_token: string }).access_token).gen).toBe(2);
     expect(tally.objectCalls).toEqual(['renew']);
     expect(tally.worker).toEqual(emptyD1());
-    // The user object, in one batch: load session and user (one join), and the generation's
-    // compare-and-swap, guarded so that it applies exactly when rule 5 does (Store.loadSessionAndRotate).
-    expect(tally.authority).toEqual({ roundTrips: 1, reads: 1, writes: 1, rowsRead: 4, rowsWritten: 1 });
+    // The user object: the generation's compare-and-swap alone, guarded so that it applies exactly
+    // when rule 5 does (Store.rotateIfCurrent); it reads and decides only when it does not apply.
+    expect(tally.authority).toEqual({ roundTrips: 1, reads: 0, writes: 1, rowsRead: 3, rowsWritten: 1 });
   });
 
   it('a stateless check (GET /api/me): no D1, no call to the user object; the signature is verified once per token', async () => {

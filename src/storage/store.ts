@@ -134,9 +134,16 @@ export class Store {
   /** A session of this user together with the user's instants; null if unknown or another user's. */
   async loadSession(sessionId: string, userId: string): Promise<SessionWithUser | null> {
     const row = await this.guard(() =>
-      this.db.prepare(Store.SESSION_WITH_USER).bind(sessionId, userId).first<SessionWithUserRow>(),
+      this.db
+        .prepare(Store.SESSION_WITH_USER)
+        .bind(sessionId, userId)
+        .first<SessionRow & { email: string; revoked_before: number; last_login_at: number }>(),
     );
-    return toSessionWithUser(row);
+    if (!row) return null;
+    return {
+      session: toSession(row),
+      user: { email: row.email, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at },
+    };
   }
 
   /** The user's sessions not marked revoked, newest first, with the user's instants. */
@@ -240,17 +247,18 @@ export class Store {
   }
 
   /**
-   * Rule 5, the common case of a renewal, in one D1 round trip: one batch (one transaction) reads
-   * the session as it stood and advances its generation if, and only if, the decision table says
-   * "rotate" for those records at `at` (PROTOCOL.md rules 3 to 5, as `decideRenewal` checks them):
-   * the session is this user's, not revoked, logged in after the user's `revoked_before`, not older
-   * than the absolute limit, still at the presented generation, and the token's `iat` second is
-   * after `revoked_before`. It also requires `at` to be after every instant the records hold, as the
-   * user's clock would have made it. Rule 2 (idle) depends on the token alone: the caller checks it
-   * first. When nothing was advanced, the read records let the caller decide every other case
-   * without a second read. test/one-trip-renewal.test.ts checks this guard against `decideRenewal`.
+   * Rule 5, the common case of a renewal, in one statement: advances the session's generation if,
+   * and only if, the decision table says "rotate" for the records as they stand at `at`
+   * (PROTOCOL.md rules 3 to 5, as `decideRenewal` checks them): the session is this user's, not
+   * revoked, logged in after the user's `revoked_before`, not older than the absolute limit, still
+   * at the presented generation, and the token's `iat` second is after `revoked_before`. It also
+   * requires `at` to be after every instant the records hold, as the user's clock would have made
+   * it. Rule 2 (idle) depends on the token alone: the caller checks it first. Like
+   * `advanceGeneration` it is a compare-and-swap (invariant 5). Returns the advanced session, or
+   * null when anything else applies and the caller must read and decide.
+   * test/one-trip-renewal.test.ts checks this guard against `decideRenewal`.
    */
-  async loadSessionAndRotate(input: {
+  async rotateIfCurrent(input: {
     sessionId: string;
     userId: string;
     fromGen: number;
@@ -259,10 +267,9 @@ export class Store {
     mintedAt: number;
     expiresAt: number;
     sessionMaxAgeMs: number;
-  }): Promise<{ loaded: SessionWithUser | null; rotated: boolean }> {
+  }): Promise<SessionRecord | null> {
     const { sessionId, userId, fromGen, tokenIat, mintedAt, expiresAt, sessionMaxAgeMs } = input;
-    const [read, advanced] = await this.batch([
-      this.db.prepare(Store.SESSION_WITH_USER).bind(sessionId, userId),
+    const row = await this.guard(() =>
       this.db
         .prepare(
           `UPDATE sessions SET gen = ?3 + 1, gen_minted_at = ?4, gen_expires_at = ?5
@@ -272,14 +279,13 @@ export class Store {
                            WHERE users.id = sessions.user_id
                              AND users.revoked_before < sessions.created_at
                              AND users.revoked_before < ?7
-                             AND users.last_login_at < ?4)`,
+                             AND users.last_login_at < ?4)
+          RETURNING id, user_id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at`,
         )
-        .bind(sessionId, userId, fromGen, mintedAt, expiresAt, sessionMaxAgeMs, tokenIat * 1000 + 999),
-    ]);
-    return {
-      loaded: toSessionWithUser((read?.results[0] as SessionWithUserRow | undefined) ?? null),
-      rotated: advanced?.meta.changes === 1,
-    };
+        .bind(sessionId, userId, fromGen, mintedAt, expiresAt, sessionMaxAgeMs, tokenIat * 1000 + 999)
+        .first<SessionRow>(),
+    );
+    return row ? toSession(row) : null;
   }
 
   private revokeSessionStatement(sessionId: string, userId: string, at: number, reason: string): D1PreparedStatement {
@@ -410,14 +416,4 @@ export class Store {
       detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
     }));
   }
-}
-
-type SessionWithUserRow = SessionRow & { email: string; revoked_before: number; last_login_at: number };
-
-function toSessionWithUser(row: SessionWithUserRow | null): SessionWithUser | null {
-  if (!row) return null;
-  return {
-    session: toSession(row),
-    user: { email: row.email, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at },
-  };
 }

@@ -3,7 +3,6 @@ import { now } from '../clock';
 import { type Config, configFrom } from '../config';
 import { StorageUnavailableError } from '../errors';
 import { decideRenewal, isInactive, type RenewalPolicy, type SessionRecord } from '../renewal/decide';
-import type { SessionWithUser } from '../storage/records';
 import { Store } from '../storage/store';
 import { type AccessTokenClaims, generationJti } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
@@ -138,24 +137,17 @@ export class UserAuthority extends DurableObject<Env> {
     });
   }
 
-  /** The session with generation `gen` minted at `at`. */
-  private successor(session: SessionRecord, gen: number, at: number): SessionRecord {
-    return { ...session, gen, genMintedAt: at, genExpiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds };
-  }
-
   /**
-   * Rule 5 in one D1 round trip: read the records and, in the same batch, advance the generation
-   * exactly when rotating is the decision for them (Store.loadSessionAndRotate). A renewal is the
-   * most frequent write of the service, and a D1 round trip is its largest cost. `loaded` is what
-   * the batch read, for deciding every other case; undefined if it did not read.
+   * Rule 5 in one D1 statement: advance the generation exactly when rotating is the decision for
+   * the records as they stand (Store.rotateIfCurrent). A renewal is the most frequent write of the
+   * service and a D1 round trip its largest cost; a superseded, revoked or unknown token falls
+   * through to reading the records and deciding. Undefined when it did not rotate.
    */
-  private async rotateInOneTrip(
-    token: AccessTokenClaims,
-  ): Promise<{ grant: TokenGrant } | { loaded: SessionWithUser | null | undefined }> {
+  private async rotateInOneStatement(token: AccessTokenClaims): Promise<TokenGrant | undefined> {
     const at = this.instant();
     const policy = renewalPolicy(this.config);
-    if (isInactive(token, at, policy)) return { loaded: undefined };
-    const { loaded, rotated } = await this.store.loadSessionAndRotate({
+    if (isInactive(token, at, policy)) return undefined;
+    const next = await this.store.rotateIfCurrent({
       sessionId: token.sid,
       userId: token.sub,
       fromGen: token.gen,
@@ -164,19 +156,16 @@ export class UserAuthority extends DurableObject<Env> {
       expiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds,
       sessionMaxAgeMs: policy.sessionMaxAgeMs,
     });
-    if (!rotated || !loaded) return { loaded };
-    const next = this.successor(loaded.session, token.gen + 1, at);
-    return { grant: await this.grant(next, this.currentClaims(next), at) };
+    return next ? this.grant(next, this.currentClaims(next), at) : undefined;
   }
 
   /** PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified. */
   renew(token: AccessTokenClaims): Promise<AuthorityResult<TokenGrant>> {
     return this.exclusive(async () => {
-      const first = await this.rotateInOneTrip(token);
-      if ('grant' in first) return { ok: true, value: first.grant };
+      const rotated = await this.rotateInOneStatement(token);
+      if (rotated) return { ok: true, value: rotated };
       for (let attempt = 0; attempt < MAX_RENEW_ATTEMPTS; attempt++) {
-        const loaded =
-          attempt === 0 && first.loaded !== undefined ? first.loaded : await this.store.loadSession(token.sid, token.sub);
+        const loaded = await this.store.loadSession(token.sid, token.sub);
         const at = loaded
           ? this.instant(
               loaded.session.createdAt,
@@ -208,7 +197,12 @@ export class UserAuthority extends DurableObject<Env> {
             await this.store.recordReuse({ userId: token.sub, sessionId: token.sid, at, scope: decision.scope });
             return failed('token_reused');
           case 'rotate': {
-            const next = this.successor(session!, decision.nextGen, at);
+            const next: SessionRecord = {
+              ...session!,
+              gen: decision.nextGen,
+              genMintedAt: at,
+              genExpiresAt: Math.floor(at / 1000) + this.config.accessTokenTtlSeconds,
+            };
             const advanced = await this.store.advanceGeneration({
               sessionId: next.id,
               fromGen: session!.gen,
