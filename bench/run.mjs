@@ -44,7 +44,9 @@ const PAIRS = [
   { op: 'strict GET /api/account', floor: 'health', subject: 'account-reuse', connections: 1 },
   { op: 'strict GET /api/account', floor: 'health', subject: 'account-reuse', connections: 32 },
   { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 1, target: { p50: 1.3 } },
-  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 32, target: { rps: 0.75, p50: 1.3 } },
+  // p50 is judged at 1 connection: at 32 the median is mostly time queued behind other requests,
+  // which the throughput ratio already measures.
+  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 32, target: { rps: 0.75 } },
   { op: 'POST /auth/renew of one user (32 sessions)', floor: 'floor-one', subject: 'renew-one', connections: 32 },
   { op: 'POST /auth/login', floor: 'hash', subject: 'login', connections: 1, amount: LOGINS_PER_RUN },
 ];

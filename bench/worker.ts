@@ -8,7 +8,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { compactVerify } from 'jose';
 import { Hono } from 'hono';
 import schema from '../schema.sql';
-import worker, { UserAuthority } from '../src/index';
+import worker from '../src/index';
 import { configFrom } from '../src/config';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
 import { generationJti } from '../src/tokens/claims';
@@ -17,7 +17,8 @@ import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
 import { type VerifyExpectations, verifyAccessToken } from '../src/tokens/verify';
 
-export { UserAuthority };
+// Everything the production entry exports (its Durable Object, its entrypoint), as it exports it.
+export { LatchkeyInternal, UserAuthority } from '../src/index';
 
 type BenchEnv = Env & { BENCH_FLOOR: DurableObjectNamespace<BenchFloor> };
 
