@@ -95,7 +95,8 @@ function scenario(name, stats) {
     case 'shape-call':
     case 'shape-write':
     case 'shape-read-write':
-    case 'shape-batch': {
+    case 'shape-batch':
+    case 'shape-returning': {
       const nextKey = cyclic(sets.floorKeys);
       const query = name.startsWith('shape-') ? `?shape=${name.slice('shape-'.length)}` : '';
       return {
@@ -145,6 +146,9 @@ async function run({ name, connections, seconds, amount, target = url, serverPid
         connections,
         pipelining: 1,
         ...(amount ? { amount } : { duration: seconds }),
+        // autocannon checks its stop flag at each sample: every 100 ms, not every second, so that
+        // a 1.2 s run lasts 1.2 s.
+        sampleInt: 100,
         requests,
         ...(setupClient ? { setupClient } : {}),
         timeout: 30,

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // `npm run bench`: latchkey against the floors it cannot beat, side by side, in interleaved rounds.
-// Options: --rounds N (5), --seconds S per timed run (1.5), --only NAME (only the pairs whose scenario
+// Options: --rounds N (7), --seconds S per timed run (1.2), --only NAME (only the pairs whose scenario
 // contains NAME: me, account, renew, login; or `shape` for the breakdown alone),
 // --out FILE (also write the markdown report there), --inspect (workerd inspector on 9321),
 // --persist DIR (keep D1 and Durable Object storage on disk, as `wrangler dev` does, instead of in memory).
+// BENCH_RAW=FILE writes every round's req/s and CPU per request of each pair as JSON; BENCH_TRACE=1
+// logs each run's duration; BENCH_LOG=1 shows workerd's own output.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +18,8 @@ import { requestJson } from './http.mjs';
 
 const { values: options } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '5' },
-    seconds: { type: 'string', default: '1.5' },
+    rounds: { type: 'string', default: '7' },
+    seconds: { type: 'string', default: '1.2' },
     out: { type: 'string' },
     inspect: { type: 'boolean', default: false },
     persist: { type: 'string' },
@@ -33,6 +35,7 @@ const USERS = 1000;
 const SESSIONS_PER_USER = 5;
 const SOLO_SESSIONS = 32;
 const LOGINS_PER_RUN = 8;
+const BREAKDOWN_ROUNDS = 3;
 const PASSWORD = 'correct horse battery staple';
 
 /** The measured pairs: a floor and the operation measured against it, in the same round. */
@@ -51,7 +54,7 @@ const PAIRS = [
   { op: 'POST /auth/login', floor: 'hash', subject: 'login', connections: 1, amount: LOGINS_PER_RUN },
 ];
 /** Where a renewal's storage time goes: the floor's object with less, or more, D1 work (32 connections). */
-const SHAPES = ['shape-call', 'shape-write', 'shape-batch', 'shape-read-write'];
+const SHAPES = ['shape-call', 'shape-write', 'shape-returning', 'shape-batch', 'shape-read-write'];
 if (options.only) PAIRS.splice(0, PAIRS.length, ...PAIRS.filter((pair) => pair.subject.includes(options.only)));
 const FLOOR_NAMES = {
   health: 'GET /health',
@@ -95,7 +98,9 @@ async function seed(url) {
 
 /** One timed run, with the CPU time workerd spent on it (read by the driver at the run's stop). */
 async function measure(driver, spec) {
+  const started = performance.now();
   const result = await driver.run({ ...spec, serverPids: workerdPids() });
+  if (process.env.BENCH_TRACE) log(`${spec.name}@${spec.connections}: ${fmt(performance.now() - started)} ms, autocannon ${fmt(result.elapsedMs)} ms`);
   const handled = result.ok + result.non2xx;
   if (result.non2xx > 0 || result.errors > 0 || result.lost.length > 0) {
     log(`${spec.name}@${spec.connections}: ${result.non2xx} non-2xx, ${result.errors} errors`, JSON.stringify(result.lost.slice(0, 3)));
@@ -137,7 +142,8 @@ async function loops(url) {
 const BREAKDOWN_NAMES = {
   health: 'GET /health (no object, no D1)',
   'shape-call': 'object call, no D1',
-  'shape-write': 'object call + 1 D1 write (the floor; a renewal now makes 1 statement)',
+  'shape-write': 'object call + 1 D1 write by primary key (the floor)',
+  'shape-returning': 'object call + 1 guarded D1 write returning the row (the shape of a renewal\'s statement)',
   'shape-batch': 'object call + D1 read and write in one batch (1 round trip)',
   'shape-read-write': 'object call + D1 read, then write (2 round trips: renewal before)',
   'renew-spread': 'POST /auth/renew',
@@ -191,7 +197,7 @@ function report(rows, inIsolate, breakdown, scaling, context) {
     }
   }
   lines.push('');
-  lines.push('Inside the isolate, in tight loops (medians of rounds; CPU of workerd from /proc, wall from the client):');
+  lines.push(`Inside the isolate, in tight loops (medians of ${inIsolate.length} rounds; CPU of workerd from /proc, wall from the client):`);
   lines.push('');
   lines.push('| operation | µs/op CPU | µs/op wall |');
   lines.push('|---|---:|---:|');
@@ -200,7 +206,7 @@ function report(rows, inIsolate, breakdown, scaling, context) {
   }
   if (Object.keys(breakdown).length > 0) {
     lines.push('');
-    lines.push('Where a renewal\'s time goes: the floor\'s object doing less or more D1 work, 1,000 keys, 32 connections (medians of rounds):');
+    lines.push(`Where a renewal's time goes: the floor's object doing less or more D1 work, 1,000 keys, 32 connections (medians of ${Math.min(context.rounds, BREAKDOWN_ROUNDS)} rounds):`);
     lines.push('');
     lines.push('| request | req/s | p50 ms | workerd CPU µs/req |');
     lines.push('|---|---:|---:|---:|');
@@ -266,11 +272,17 @@ async function main() {
     const breakdown = {};
     for (let round = 1; round <= ROUNDS; round++) {
       log(`round ${round}/${ROUNDS}, load average ${loadavg()[0].toFixed(2)}`);
-      for (const [index, pair] of PAIRS.entries()) {
+      // Each round starts one pair later, so that no pair always runs right after the same one
+      // (a garbage collection owed by a run that churns the cache lands on whichever runs next).
+      for (let step = 0; step < PAIRS.length; step++) {
+        const index = (step + round - 1) % PAIRS.length;
+        const pair = PAIRS[index];
         const spec = (name) => (pair.amount ? { name, connections: pair.connections, amount: pair.amount } : { name, connections: pair.connections, seconds: SECONDS });
         results[index].floor.push(await measure(driver, spec(pair.floor)));
         results[index].subject.push(await measure(driver, spec(pair.subject)));
       }
+      // The breakdown and the loops explain the pairs; three rounds of them are enough.
+      if (round > BREAKDOWN_ROUNDS) continue;
       for (const name of breakdownNames) {
         breakdown[name] = [...(breakdown[name] ?? []), await measure(driver, { name, connections: 32, seconds: Math.min(1, SECONDS) })];
       }
@@ -325,6 +337,16 @@ async function main() {
       '',
     ].join('\n');
     console.log(header + table);
+    if (process.env.BENCH_RAW) {
+      const raw = PAIRS.map((pair, index) => ({
+        pair: `${pair.subject}@${pair.connections}`,
+        rounds: results[index].floor.map((floor, round) => {
+          const subject = results[index].subject[round];
+          return [floor.rps, subject.rps, floor.workerdCpuUsPerRequest, subject.workerdCpuUsPerRequest].map(Math.round);
+        }),
+      }));
+      writeFileSync(process.env.BENCH_RAW, JSON.stringify(raw, null, 1));
+    }
     if (options.out) writeFileSync(options.out, `${header}${table}\n`);
     if (errors > 0) process.exitCode = 1;
   } finally {

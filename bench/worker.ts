@@ -55,12 +55,14 @@ export class BenchFloor extends DurableObject<Env> {
         return (await write.run()).meta.changes;
       case 'batch':
         return ((await db.batch([read, write]))[1] as D1Result).meta.changes;
+      case 'returning':
+        return (await db.prepare('UPDATE bench_floor SET n = n + 1 WHERE id = ?1 AND EXISTS (SELECT 1 FROM users WHERE users.id = ?1) RETURNING id, n').bind(key).first()) ? 1 : 0;
     }
   }
 }
 
-type FloorShape = 'call' | 'write' | 'read-write' | 'batch';
-const FLOOR_SHAPES: readonly FloorShape[] = ['call', 'write', 'read-write', 'batch'];
+type FloorShape = 'call' | 'write' | 'read-write' | 'batch' | 'returning';
+const FLOOR_SHAPES: readonly FloorShape[] = ['call', 'write', 'read-write', 'batch', 'returning'];
 
 /** How many floor objects were constructed: shows whether objects stay in memory between runs. */
 let floorInstances = 0;
