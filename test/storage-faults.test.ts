@@ -83,6 +83,7 @@ interface WritePath {
 const B = true as const;
 const LOAD_SESSION = { sql: /^\s*SELECT s\.id, s\.user_id/ };
 const LOAD_USER = { sql: /^\s*SELECT id, email, password_hash, revoked_before/ };
+const ROTATE_IF_CURRENT = { sql: /^\s*UPDATE sessions SET gen = / };
 const CHARGE = [{ sql: /^\s*INSERT INTO login_attempts/, batch: B }, { sql: /^SELECT id, password_hash FROM users/, batch: B }];
 const REVOKE_ALL = [{ sql: /^UPDATE users SET revoked_before/, batch: B }, { sql: /^INSERT INTO security_events/, batch: B }];
 
@@ -123,7 +124,8 @@ const PATHS: WritePath[] = [
     prepare: async () => {},
     send: (account, bindings) => direct('/auth/renew', { method: 'POST', token: account.token.access_token }, bindings),
     accept: takeToken,
-    statements: [LOAD_SESSION, { sql: /^\s*UPDATE sessions SET gen = / }],
+    // The guarded compare-and-swap alone: it applies, so nothing is read (Store.rotateIfCurrent).
+    statements: [ROTATE_IF_CURRENT],
   },
   {
     name: 'renew that detects a reuse',
@@ -144,6 +146,8 @@ const PATHS: WritePath[] = [
       expect(((await response.json()) as { code: string }).code).toBe('token_reused');
     },
     statements: [
+      // The guarded compare-and-swap does not apply to a superseded token; then read and decide.
+      ROTATE_IF_CURRENT,
       LOAD_SESSION,
       { sql: /^UPDATE sessions SET revoked_at/, batch: B },
       { sql: /^UPDATE users SET revoked_before/, batch: B },
