@@ -176,9 +176,24 @@ function saveAtomically(path, text) {
   renameSync(temporary, path);
 }
 
+/**
+ * Key ids are RFC 7638 thumbprints in base64url, so one in 64 starts with "-". Every option here is
+ * long ("--file"), so an argument with a single leading dash is a kid, never an option: mark it as
+ * positional before parsing rather than make people remember `-- <kid>`.
+ */
+function kidsAsPositionals(argv) {
+  const options = [];
+  const positionals = [];
+  for (const argument of argv) {
+    if (/^-[^-]/.test(argument)) positionals.push(argument);
+    else options.push(argument);
+  }
+  return positionals.length === 0 ? argv : [...options, '--', ...positionals];
+}
+
 function main(argv) {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: kidsAsPositionals(argv),
     allowPositionals: true,
     options: { file: { type: 'string', default: '.dev.vars' }, force: { type: 'boolean', default: false }, help: { type: 'boolean' } },
   });

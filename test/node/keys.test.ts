@@ -196,6 +196,15 @@ describe('npm run keys, on a file', () => {
     expect(parseSigningKeys(exported)).toHaveLength(1);
   });
 
+  it('takes a kid that starts with a dash as a kid, not an option (thumbprints are base64url)', async () => {
+    const signer = { ...(generateSigningKey() as Key), kid: '-signer' };
+    const old = { ...(generateSigningKey() as Key), kid: '-mOld' };
+    writeFileSync(file, `SIGNING_KEYS='${JSON.stringify({ keys: [signer, old] })}'\n`);
+    await expect(keys('retire', '-signer')).rejects.toMatchObject({ stderr: expect.stringContaining('is the signer') });
+    await keys('retire', '-mOld', '--force');
+    expect((JSON.parse((await keys('export')).stdout) as KeySet).keys.map((key) => key.kid)).toEqual(['-signer']);
+  });
+
   it('creates the file on add when it does not exist, and the first key signs', async () => {
     await keys('add');
     const { stdout } = await keys('list');
