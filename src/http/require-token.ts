@@ -1,11 +1,10 @@
 import type { MiddlewareHandler } from 'hono';
 import { now } from '../clock';
 import { ApiError } from '../errors';
-import { sessionState } from '../renewal/decide';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { verifyAccessTokenCached } from '../tokens/verified-cache';
 import { verifyAccessToken } from '../tokens/verify';
-import { renewalPolicy } from '../user-authority/object';
+import { readSessionLiveness } from '../storage/liveness';
 import { type AppContext, type AppEnv, configOf, keyringOf, storeOf } from './context';
 import { presentedToken } from './presented-token';
 
@@ -33,12 +32,6 @@ export async function presentedClaims(c: AppContext, options: { allowExpired: bo
   throw new ApiError(result.reason === 'expired' ? 'token_expired' : 'invalid_token');
 }
 
-const STATE_ERRORS = {
-  revoked: 'session_revoked',
-  expired: 'session_expired',
-  inactive: 'session_inactive',
-} as const;
-
 /**
  * Guards a route with a valid (unexpired) access token and sets `caller`.
  *
@@ -52,10 +45,9 @@ export function requireAccessToken(mode: 'stateless' | 'strict'): MiddlewareHand
   return async (c, next) => {
     const claims = await presentedClaims(c, { allowExpired: false });
     if (mode === 'strict') {
-      const loaded = await storeOf(c).loadSession(claims.sid, claims.sub);
-      const state = sessionState(loaded?.session ?? null, loaded?.user ?? null, now(), renewalPolicy(configOf(c)));
-      if (state !== 'live') throw new ApiError(STATE_ERRORS[state]);
-      c.set('caller', { claims, email: loaded?.user.email });
+      const liveness = await readSessionLiveness(storeOf(c), claims, configOf(c));
+      if (!liveness.live) throw new ApiError(liveness.code);
+      c.set('caller', { claims, email: liveness.loaded.user.email });
     } else {
       c.set('caller', { claims });
     }

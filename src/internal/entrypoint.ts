@@ -3,18 +3,11 @@ import { app } from '../app';
 import { now } from '../clock';
 import { configFrom } from '../config';
 import { StorageUnavailableError } from '../errors';
-import { sessionState } from '../renewal/decide';
+import { readSessionLiveness } from '../storage/liveness';
 import { Store } from '../storage/store';
 import { keyringFor } from '../tokens/keys';
 import { verifyAccessToken } from '../tokens/verify';
-import { renewalPolicy } from '../user-authority/object';
 import type { SessionStatus } from '../verify/session-status';
-
-const STATE_FAULTS = {
-  revoked: 'session_revoked',
-  expired: 'session_expired',
-  inactive: 'session_inactive',
-} as const;
 
 /**
  * Latchkey's entrypoint for other Workers of the same account, through a service binding with
@@ -48,15 +41,13 @@ export class LatchkeyInternal extends WorkerEntrypoint<Env> {
     });
     if (!result.ok) return { status: result.reason === 'expired' ? 'token_expired' : 'invalid_token' };
     const { sid, sub } = result.claims;
-    let loaded: Awaited<ReturnType<Store['loadSession']>>;
     try {
-      loaded = await new Store(this.env.DB).loadSession(sid, sub);
+      const liveness = await readSessionLiveness(new Store(this.env.DB), { sid, sub }, config);
+      return { status: liveness.live ? 'live' : liveness.code };
     } catch (error) {
       if (!(error instanceof StorageUnavailableError)) throw error;
       console.error('latchkey: D1 unavailable', String(error.cause));
       return { status: 'temporarily_unavailable' };
     }
-    const state = sessionState(loaded?.session ?? null, loaded?.user ?? null, now(), renewalPolicy(config));
-    return { status: state === 'live' ? 'live' : STATE_FAULTS[state] };
   }
 }
