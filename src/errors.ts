@@ -20,7 +20,6 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden_origin'
   | 'not_found'
-  | 'method_not_allowed'
   | 'temporarily_unavailable'
   | 'internal_error';
 
@@ -66,7 +65,6 @@ const PROBLEMS = {
     detail: 'Cookie-authenticated requests that change state must come from an allowed Origin.',
   },
   not_found: { status: 404, title: 'Not found', detail: 'No such resource.' },
-  method_not_allowed: { status: 405, title: 'Method not allowed', detail: 'This method is not supported here.' },
   temporarily_unavailable: {
     status: 503,
     title: 'Temporarily unavailable',

@@ -37,10 +37,21 @@ export interface UserInstants {
   lastLoginAt: number;
 }
 
+import type { Config } from '../config';
+
 export interface RenewalPolicy {
   renewWindowMs: number;
   sessionMaxAgeMs: number;
   reuseGraceMs: number;
+}
+
+/** The policy of a configuration, in milliseconds. */
+export function renewalPolicy(config: Config): RenewalPolicy {
+  return {
+    renewWindowMs: config.renewWindowSeconds * 1000,
+    sessionMaxAgeMs: config.sessionMaxAgeSeconds * 1000,
+    reuseGraceMs: config.reuseGraceSeconds * 1000,
+  };
 }
 
 export type RenewalDecision =

@@ -15,7 +15,7 @@ import { presentedClaims, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sessionState } from '../renewal/decide';
-import { renewalPolicy } from '../user-authority/object';
+import { renewalPolicy } from '../renewal/decide';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 const MAX_EMAIL_LENGTH = 320;

@@ -1,7 +1,7 @@
 import { now } from '../clock';
 import type { Config } from '../config';
 import { sessionState } from '../renewal/decide';
-import { renewalPolicy } from '../user-authority/object';
+import { renewalPolicy } from '../renewal/decide';
 import type { SessionWithUser } from './records';
 import type { Store } from './store';
 

@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
 import { StorageUnavailableError } from '../errors';
-import { decideRenewal, isInactive, type RenewalPolicy, type SessionRecord } from '../renewal/decide';
+import { decideRenewal, isInactive, renewalPolicy, type SessionRecord } from '../renewal/decide';
 import { Store } from '../storage/store';
 import { type AccessTokenClaims, generationJti } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
@@ -12,13 +12,6 @@ import { type AuthorityResult, done, failed, type TokenGrant } from './results';
 /** How often a generation compare-and-swap that lost a race is re-decided before answering 503. */
 const MAX_RENEW_ATTEMPTS = 3;
 
-export function renewalPolicy(config: Config): RenewalPolicy {
-  return {
-    renewWindowMs: config.renewWindowSeconds * 1000,
-    sessionMaxAgeMs: config.sessionMaxAgeSeconds * 1000,
-    reuseGraceMs: config.reuseGraceSeconds * 1000,
-  };
-}
 
 /**
  * The per-user authority: one instance per user (`idFromName(userId)`), through which every write
