@@ -1,4 +1,4 @@
-import { runInDurableObject } from 'cloudflare:test';
+import { abortAllDurableObjects, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { Store } from '../src/storage/store';
 import type { UserAuthority } from '../src/user-authority/object';
@@ -100,6 +100,14 @@ export function faultyD1(db: D1Database, pick: (sql: string, inBatch: boolean) =
 export function authorityStub(userId: string): DurableObjectStub<UserAuthority> {
   const namespace = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
   return namespace.get(namespace.idFromName(userId));
+}
+
+/**
+ * Ends every live Durable Object instance, as the platform does when it evicts an idle object or
+ * moves it: the next call starts a fresh instance on the same storage.
+ */
+export async function evictUserObjects(): Promise<void> {
+  await abortAllDurableObjects();
 }
 
 /** Swaps the D1 that the user's object writes through; `undefined` restores the real one. */

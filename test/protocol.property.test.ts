@@ -15,13 +15,12 @@
  * exactly "no move between the two steps". Instants within one step are ordered by the model as
  * the user's clock orders them: one after the other.
  */
-import { evictDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { testClock } from '../src/clock';
 import { API_CODES } from './contract';
-import { authorityStub } from './faults';
+import { authorityStub, evictUserObjects } from './faults';
 import { adminToken, call, claimsOf, login, PASSWORD, register, renew, uniqueEmail } from './helpers';
 
 const USERS = 2;
@@ -443,12 +442,7 @@ async function runStep(model: Model, step: Step): Promise<void> {
       return;
     }
     case 'evict': {
-      try {
-        await evictDurableObject(authorityStub((model.users[step.user] as ModelUser).id));
-      } catch (error) {
-        // Already evicted (or never woken since): the state this step asks for.
-        if (!/not currently running/.test(String(error))) throw error;
-      }
+      await evictUserObjects();
       return;
     }
   }
