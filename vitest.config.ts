@@ -1,4 +1,4 @@
-import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 // @ts-expect-error: a plain ES module without types, shared with `npm start`.
 import { buildClient } from './scripts/build-client.mjs';
@@ -12,6 +12,9 @@ await buildClient();
 // verification only (rotation tests); the first one signs.
 const signingKeys = { keys: [generateSigningKey(), generateSigningKey()] };
 
+// D1's schema, applied by test/setup.ts exactly as `npm start` and the deploy apply it.
+const migrations = await readD1Migrations('./migrations');
+
 export default defineConfig({
   test: {
     projects: [
@@ -23,6 +26,7 @@ export default defineConfig({
               bindings: {
                 SIGNING_KEYS: JSON.stringify(signingKeys),
                 ADMIN_TOKEN: generateAdminToken(),
+                TEST_MIGRATIONS: migrations,
               },
             },
           }),

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm start`: make sure .dev.vars exists, build the browser client, apply schema.sql to the local
+// `npm start`: make sure .dev.vars exists, build the browser client, apply migrations/ to the local
 // D1, run `wrangler dev`.
 // Arguments after `--` go to `wrangler dev` (npm start -- --port 9000 --var ACCESS_TOKEN_TTL:2).
 import { spawn, spawnSync } from 'node:child_process';
@@ -26,13 +26,13 @@ if (!existsSync(devVars)) {
 
 await buildClient();
 
-const schema = spawnSync(wrangler, ['d1', 'execute', 'DB', '--local', '--file', join(root, 'schema.sql')], {
+const schema = spawnSync(wrangler, ['d1', 'migrations', 'apply', 'DB', '--local'], {
   cwd: root,
   env,
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 if (schema.status !== 0) {
-  console.error('latchkey: applying schema.sql to the local D1 failed');
+  console.error('latchkey: applying migrations/ to the local D1 failed');
   process.exit(schema.status ?? 1);
 }
 

@@ -23,6 +23,10 @@ export interface Config {
   loginMaxFailures: number;
   /** How long that 429 lasts. Default 900. */
   loginLockoutSeconds: number;
+  /** Security events older than this are deleted by the user's object. Default 365. */
+  eventRetentionDays: number;
+  /** At most this many security events are kept per user, the newest. Default 1000. */
+  eventRetentionCount: number;
   /** Exact origins browsers may call from. */
   allowedOrigins: readonly string[];
   /** Bearer token for /admin routes; undefined disables them. */
@@ -45,6 +49,8 @@ const DEFAULTS = {
   LOGIN_MAX_FAILURES: '5',
   LOGIN_LOCKOUT: '900',
   ALLOWED_ORIGINS: 'http://localhost:8787',
+  EVENT_RETENTION_DAYS: '365',
+  EVENT_RETENTION_COUNT: '1000',
 } as const;
 
 const DAY = 86_400;
@@ -97,6 +103,8 @@ export function parseConfig(raw: RawConfig): Config {
   const loginMaxFailures = wholeNumber(raw, 'LOGIN_MAX_FAILURES', 1, 1000);
   const loginLockoutSeconds = wholeNumber(raw, 'LOGIN_LOCKOUT', 1, 7 * DAY);
   const allowedOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
+  const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
+  const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
 
   const signingKeysJson = raw.SIGNING_KEYS;
   if (typeof signingKeysJson !== 'string' || signingKeysJson.trim() === '') {
@@ -123,6 +131,8 @@ export function parseConfig(raw: RawConfig): Config {
     passwordMinLength,
     loginMaxFailures,
     loginLockoutSeconds,
+    eventRetentionDays,
+    eventRetentionCount,
     allowedOrigins,
     adminToken,
     signingKeysJson,

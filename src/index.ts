@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { app } from './app';
 import { configFrom } from './config';
+import { pruneDirectory } from './storage/prune-directory';
 import { parseSigningKeys } from './tokens/keys';
 
 // Validate configuration at start-up: a bad value stops the Worker from loading, with a message
@@ -12,4 +13,7 @@ export { UserAuthority } from './user-authority/object';
 
 export default {
   fetch: app.fetch,
+  async scheduled(_controller, env) {
+    await pruneDirectory(env.DB, configFrom(env));
+  },
 } satisfies ExportedHandler<Env>;

@@ -22,7 +22,7 @@ const TTL_MS = 300_000;
 const GRACE_MS = 10_000;
 const DAY_MS = 86_400_000;
 
-async function storedSession(sessionId: string) {
+async function storedSessionOLD(sessionId: string) {
   return env.DB.prepare('SELECT gen, revoked_at, revoked_reason FROM sessions WHERE id = ?1')
     .bind(sessionId)
     .first<{ gen: number; revoked_at: number | null; revoked_reason: string | null }>();

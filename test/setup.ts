@@ -1,16 +1,11 @@
+import { applyD1Migrations, type D1Migration } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeAll } from 'vitest';
-import schema from '../schema.sql?raw';
 import { testClock } from '../src/clock';
 
-// schema.sql is applied to the test D1 exactly as `npm start` and the deploy step apply it.
+// migrations/ applied to the test D1 exactly as `npm start` and the deploy apply them.
 beforeAll(async () => {
-  const statements = schema
-    .replace(/--.*$/gm, '')
-    .split(';')
-    .map((statement) => statement.trim())
-    .filter(Boolean);
-  await env.DB.batch(statements.map((statement) => env.DB.prepare(statement)));
+  await applyD1Migrations(env.DB, (env as unknown as { TEST_MIGRATIONS: D1Migration[] }).TEST_MIGRATIONS);
 });
 
 afterEach(() => {

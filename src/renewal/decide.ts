@@ -76,11 +76,12 @@ export type SessionState = 'live' | 'revoked' | 'expired' | 'inactive';
  * Whether a session is revoked (rule 3) or past its absolute limit (rule 4). A session whose
  * login is at or before `revokedBefore` is revoked: the login instant is on the user's
  * millisecond clock, so a revocation and a login in the same second are ordered exactly, which
- * `iat` (whole seconds) could not do.
+ * `iat` (whole seconds) could not do. Needs only the login instant and the revocation mark, so
+ * the edge's strict check can judge D1's mirror of a session with it as well.
  */
 export function sessionStanding(
-  session: SessionRecord | null,
-  user: UserInstants | null,
+  session: Pick<SessionRecord, 'createdAt' | 'revokedAt'> | null,
+  user: Pick<UserInstants, 'revokedBefore'> | null,
   nowMs: number,
   policy: RenewalPolicy,
 ): 'live' | 'revoked' | 'expired' {
@@ -106,11 +107,17 @@ export function sessionState(
  * may hold credentials as fresh as the user's: every session goes. One minted before it is an old
  * threat the user has since answered by typing their password: only its own session goes, so an
  * attacker replaying an old token cannot sign the user out again and again.
+ *
+ * When the token was minted is known as precisely as the records allow: a generation-1 token at
+ * the session's login instant; any superseded token before the current generation was minted.
+ * Only past those does the whole-second `iat` decide, and its same second resolves toward safety.
  */
 function reuseScope(token: PresentedToken, session: SessionRecord, user: UserInstants): 'session' | 'user' {
   // Every token of a session is minted at or after that session's login.
   if (session.createdAt >= user.lastLoginAt) return 'user';
-  // Only `iat` is known: compare whole seconds; the same second resolves toward safety (PROTOCOL.md).
+  if (token.gen === 1) return 'session';
+  // A superseded token was minted before the current generation was.
+  if (session.genMintedAt <= user.lastLoginAt) return 'session';
   return token.iat >= Math.floor(user.lastLoginAt / 1000) ? 'user' : 'session';
 }
 

@@ -14,8 +14,7 @@ import {
 import { presentedClaims, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
-import { sessionState } from '../renewal/decide';
-import { renewalPolicy } from '../renewal/decide';
+import { COALESCED_EVENT_TYPES } from '../storage/records';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 const MAX_EMAIL_LENGTH = 320;
@@ -43,7 +42,7 @@ async function checkCredentials(c: AppContext, rawEmail: string, password: strin
     throw new ApiError('too_many_attempts', { retryAfterSeconds: (attempt.lockedUntil - nowMs) / 1000 });
   }
   const check = await verifyPassword(password, attempt.user?.passwordHash);
-  return { email, clientIp, user: attempt.user, check, at: nowMs };
+  return { email, clientIp, user: attempt.user, check };
 }
 
 function requirePassword(body: Record<string, unknown>, name: string): string {
@@ -76,11 +75,11 @@ export const authRoutes = new Hono<AppEnv>()
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
-    const { email, clientIp, user, check, at } = await checkCredentials(c, rawEmail, password);
+    const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password);
     if (!user || !check.ok) {
-      // One and the same statement whether or not the email has an account: a D1 write only for
-      // real accounts would make a wrong password measurably slower than an unknown email.
-      await storeOf(c).recordFailedLogin(email, at);
+      // Recorded after the answer has left, so that a wrong password (an event in the user's
+      // object) answers exactly as fast as an unknown email (nothing to record).
+      if (user) c.executionCtx.waitUntil(authorityOf(c, user.id).recordLoginFailure({ userId: user.id }));
       throw new ApiError('invalid_credentials');
     }
     const upgraded = check.needsRehash ? await hashPassword(password) : null;
@@ -108,7 +107,7 @@ export const authRoutes = new Hono<AppEnv>()
   .post('/logout', async (c) => {
     const claims = await presentedClaims(c, { allowExpired: true });
     if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
-    await callAuthority(() => authorityOf(c, claims.sub).logout({ userId: claims.sub, sessionId: claims.sid }));
+    await callAuthority(() => authorityOf(c, claims.sub).logout(claims));
     if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
@@ -145,18 +144,17 @@ export const authRoutes = new Hono<AppEnv>()
 
   .get('/sessions', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    const store = storeOf(c);
-    const nowMs = now();
-    const policy = renewalPolicy(configOf(c));
-    const { user, sessions } = await store.listUnrevokedSessions(claims.sub);
-    const live = sessions.filter((session) => sessionState(session, user, nowMs, policy) === 'live');
+    const sessions = await callAuthority(async () => ({
+      ok: true as const,
+      value: await authorityOf(c, claims.sub).listSessions({ userId: claims.sub }),
+    }));
     c.header('cache-control', 'no-store');
     return c.json({
-      sessions: live.map((session) => ({
+      sessions: sessions.map((session) => ({
         id: session.id,
         client: session.client,
         created_at: isoInstant(session.createdAt),
-        last_renewed_at: session.gen > 1 ? isoInstant(session.genMintedAt) : null,
+        last_renewed_at: session.lastRenewedAt === null ? null : isoInstant(session.lastRenewedAt),
         current: session.id === claims.sid,
       })),
     });
@@ -173,14 +171,39 @@ export const authRoutes = new Hono<AppEnv>()
 
   .get('/events', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    const events = await storeOf(c).listEvents(claims.sub, MAX_EVENTS);
+    const before = eventCursor(c.req.query('cursor'));
+    const limit = eventLimit(c.req.query('limit'));
+    const page = await callAuthority(async () => ({
+      ok: true as const,
+      value: await authorityOf(c, claims.sub).listEvents({ userId: claims.sub, before, limit }),
+    }));
     c.header('cache-control', 'no-store');
     return c.json({
-      events: events.map((event) => ({
+      events: page.events.map((event) => ({
         type: event.type,
         at: isoInstant(event.at),
         session_id: event.sessionId,
-        detail: event.detail,
+        detail: COALESCED_EVENT_TYPES.has(event.type)
+          ? { ...event.detail, count: event.count, last_at: isoInstant(event.lastAt) }
+          : event.detail,
       })),
+      next_cursor: page.next === null ? null : String(page.next),
     });
   });
+
+/** `?cursor=` of GET /auth/events: the `next_cursor` of the page before, or absent for the newest. */
+function eventCursor(raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  if (!/^[1-9]\d{0,15}$/.test(raw)) throw new ApiError('invalid_request', { detail: '"cursor" is not a cursor from this API.' });
+  return Number(raw);
+}
+
+/** `?limit=` of GET /auth/events: 1 to MAX_EVENTS, MAX_EVENTS when absent. */
+function eventLimit(raw: string | undefined): number {
+  if (raw === undefined) return MAX_EVENTS;
+  const limit = /^\d{1,3}$/.test(raw) ? Number(raw) : 0;
+  if (limit < 1 || limit > MAX_EVENTS) {
+    throw new ApiError('invalid_request', { detail: `"limit" must be a whole number from 1 to ${MAX_EVENTS}.` });
+  }
+  return limit;
+}

@@ -1,8 +1,7 @@
 import { now } from '../clock';
 import type { Config } from '../config';
-import { sessionState } from '../renewal/decide';
-import { renewalPolicy } from '../renewal/decide';
-import type { SessionWithUser } from './records';
+import { renewalPolicy, type SessionState, sessionStanding } from '../renewal/decide';
+import type { SessionMirror } from './records';
 import type { Store } from './store';
 
 /** The code that answers a session that is not live (API.md, strict routes). */
@@ -10,20 +9,21 @@ export const NOT_LIVE = {
   revoked: 'session_revoked',
   expired: 'session_expired',
   inactive: 'session_inactive',
-} as const;
+} as const satisfies Record<Exclude<SessionState, 'live'>, string>;
 
 /**
- * The strict check's one D1 read: the session of the token and the user's revocation instant,
- * judged live or not (revoked, past SESSION_MAX_AGE, idle past RENEW_WINDOW). Shared by latchkey's
- * own strict routes and by the strict check it answers for other Workers over a service binding.
+ * The strict check's one D1 read: D1's mirror of the token's session and the user's revocation
+ * instant, judged revoked or past SESSION_MAX_AGE. The idle limit needs no read here: the token
+ * presented is unexpired, and the session's newest token expires no earlier. Shared by
+ * latchkey's own strict routes and by the strict check it answers for other Workers.
  */
 export async function readSessionLiveness(
   store: Store,
   claims: { sid: string; sub: string },
   config: Config,
-): Promise<{ live: true; loaded: SessionWithUser } | { live: false; code: (typeof NOT_LIVE)[keyof typeof NOT_LIVE] }> {
-  const loaded = await store.loadSession(claims.sid, claims.sub);
-  const state = sessionState(loaded?.session ?? null, loaded?.user ?? null, now(), renewalPolicy(config));
-  if (state === 'live' && loaded) return { live: true, loaded };
-  return { live: false, code: NOT_LIVE[state === 'live' ? 'revoked' : state] };
+): Promise<{ live: true; mirror: SessionMirror } | { live: false; code: (typeof NOT_LIVE)[keyof typeof NOT_LIVE] }> {
+  const mirror = await store.readSessionMirror(claims.sid, claims.sub);
+  const standing = sessionStanding(mirror?.session ?? null, mirror?.user ?? null, now(), renewalPolicy(config));
+  if (standing === 'live' && mirror) return { live: true, mirror };
+  return { live: false, code: NOT_LIVE[standing === 'live' ? 'revoked' : standing] };
 }

@@ -1,4 +1,4 @@
-import type { SessionRecord, UserInstants } from '../renewal/decide';
+import type { SessionRecord } from '../renewal/decide';
 
 export type SecurityEventType =
   | 'login'
@@ -10,47 +10,51 @@ export type SecurityEventType =
   | 'generation_mismatch'
   | 'admin_revoked';
 
+/**
+ * Event types an outsider can cause at will (a wrong password needs no account access). Repeats
+ * are folded into one event with a count, so flooding them cannot push a `reuse_detected` out of
+ * the retained history.
+ */
+export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed']);
+
+/** What an event says beyond its type: flat, so it crosses RPC and JSON unchanged. */
+export type EventDetail = Record<string, string | number | boolean | null>;
+
 export interface SecurityEvent {
   type: SecurityEventType;
-  /** Milliseconds. */
+  /** Milliseconds: the first occurrence. */
   at: number;
   sessionId: string | null;
-  detail: Record<string, unknown> | null;
+  detail: EventDetail | null;
 }
 
-export interface UserRecord extends UserInstants {
-  id: string;
-  email: string;
-  passwordHash: string;
-  /** The newest login instant of any of the user's sessions (0 without sessions). */
-  newestSessionAt: number;
+/** A stored event: with its position in the log and, for coalesced types, how often it happened. */
+export interface StoredEvent extends SecurityEvent {
+  id: number;
+  count: number;
+  /** Milliseconds: the latest occurrence (= `at` when `count` is 1). */
+  lastAt: number;
 }
 
-export interface SessionWithUser {
-  session: SessionRecord;
-  user: UserInstants & { email: string };
+/** The user's own state in their Durable Object, instants in milliseconds on the user's clock. */
+export interface UserState {
+  userId: string;
+  revokedBefore: number;
+  lastLoginAt: number;
+  /** The latest instant the user's clock has handed out. */
+  clock: number;
 }
 
-export interface SessionRow {
-  id: string;
-  user_id: string;
-  client: string | null;
-  created_at: number;
-  gen: number;
-  gen_minted_at: number;
-  gen_expires_at: number;
-  revoked_at: number | null;
+/** D1's mirror of a session, with what strict checks need of its user. */
+export interface SessionMirror {
+  session: Pick<SessionRecord, 'createdAt' | 'revokedAt'>;
+  user: { revokedBefore: number; email: string };
 }
 
-export function toSession(row: SessionRow): SessionRecord {
-  return {
-    id: row.id,
-    userId: row.user_id,
-    client: row.client,
-    createdAt: row.created_at,
-    gen: row.gen,
-    genMintedAt: row.gen_minted_at,
-    genExpiresAt: row.gen_expires_at,
-    revokedAt: row.revoked_at,
-  };
-}
+/**
+ * A write the user's object owes D1: recorded in the object's outbox in the same transaction as
+ * the object's own change, sent until D1 has it (PROTOCOL.md invariant 7). Each is idempotent.
+ */
+export type DirectoryWrite =
+  | { kind: 'revoke_user'; userId: string; at: number }
+  | { kind: 'revoke_session'; userId: string; sessionId: string; at: number };

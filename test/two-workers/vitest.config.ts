@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
 import { defineProject } from 'vitest/config';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 // @ts-expect-error: plain ES modules without types, shared with `npm start` and `npm run keys`.
@@ -122,6 +122,7 @@ export default defineProject({
             ISSUER,
             ROTATION_OLD_KID: rotation.oldKid,
             ROTATION_NEW_KID: rotation.newKid,
+            TEST_MIGRATIONS: await readD1Migrations(join(root, 'migrations')),
           },
           serviceBindings: {
             LATCHKEY: 'latchkey',

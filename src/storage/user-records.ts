@@ -1,0 +1,307 @@
+import type { SessionRecord } from '../renewal/decide';
+import {
+  COALESCED_EVENT_TYPES,
+  type DirectoryWrite,
+  type EventDetail,
+  type SecurityEvent,
+  type SecurityEventType,
+  type StoredEvent,
+  type UserState,
+} from './records';
+
+/**
+ * The SQL of one user's Durable Object storage (`ctx.storage.sql`): the user's instants, sessions,
+ * security events and the outbox of writes owed to D1. Every method is synchronous, so the object
+ * can load, decide and persist inside one `transactionSync` with nothing awaited in between
+ * (PROTOCOL.md invariant 5).
+ *
+ * The schema is versioned: `MIGRATIONS[i]` takes version i to i + 1, applied in the object's
+ * constructor before any request is let in. Append; never edit a migration that has shipped.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE user_state (
+     singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
+     user_id        TEXT NOT NULL,
+     revoked_before INTEGER NOT NULL DEFAULT 0,  -- sessions logged in at or before this are revoked
+     last_login_at  INTEGER NOT NULL DEFAULT 0,  -- the last time the user proved their credentials
+     clock          INTEGER NOT NULL DEFAULT 0   -- the latest instant the user's clock handed out
+   );
+   -- One row per login. No token, hash or secret of a token is stored.
+   CREATE TABLE sessions (
+     id             TEXT PRIMARY KEY,
+     client         TEXT,
+     created_at     INTEGER NOT NULL,            -- the login instant
+     gen            INTEGER NOT NULL,            -- generation of the newest token minted
+     gen_minted_at  INTEGER NOT NULL,            -- when it was minted (= when gen - 1 was superseded)
+     gen_expires_at INTEGER NOT NULL,            -- its exp, seconds
+     revoked_at     INTEGER,
+     revoked_reason TEXT
+   );
+   CREATE TABLE events (
+     id         INTEGER PRIMARY KEY AUTOINCREMENT,
+     type       TEXT NOT NULL,
+     at         INTEGER NOT NULL,                -- the first occurrence
+     session_id TEXT,
+     detail     TEXT,                            -- JSON object, or NULL
+     count      INTEGER NOT NULL DEFAULT 1,
+     last_at    INTEGER NOT NULL                 -- the latest occurrence
+   );
+   CREATE INDEX events_by_type ON events (type, id);
+   CREATE INDEX events_by_age ON events (last_at);
+   -- Writes owed to D1, oldest first (records.ts, DirectoryWrite).
+   CREATE TABLE outbox (
+     id       INTEGER PRIMARY KEY AUTOINCREMENT,
+     write    TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0
+   );`,
+];
+
+interface SessionRow {
+  id: string;
+  client: string | null;
+  created_at: number;
+  gen: number;
+  gen_minted_at: number;
+  gen_expires_at: number;
+  revoked_at: number | null;
+}
+
+interface EventRow {
+  id: number;
+  type: SecurityEventType;
+  at: number;
+  session_id: string | null;
+  detail: string | null;
+  count: number;
+  last_at: number;
+}
+
+const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at';
+
+// SqlStorage rows are typed as plain records; each query below names the row shape it selects.
+type Row = Record<string, SqlStorageValue>;
+
+export class UserRecords {
+  constructor(private readonly sql: SqlStorage) {}
+
+  /** Brings the schema to the newest version. Idempotent; run before the first request. */
+  migrate(): void {
+    this.sql.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.sql.exec<{ version: number }>('SELECT version FROM schema_version').toArray()[0];
+    let version = row?.version ?? 0;
+    if (!row) this.sql.exec('INSERT INTO schema_version (version) VALUES (0)');
+    for (; version < MIGRATIONS.length; version++) {
+      this.sql.exec(MIGRATIONS[version] as string);
+      this.sql.exec('UPDATE schema_version SET version = ?', version + 1);
+    }
+  }
+
+  // ---- the user ----------------------------------------------------------------------------
+
+  loadUser(): UserState | null {
+    const row = this.sql
+      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number }>(
+        'SELECT user_id, revoked_before, last_login_at, clock FROM user_state',
+      )
+      .toArray()[0];
+    if (!row) return null;
+    return { userId: row.user_id, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at, clock: row.clock };
+  }
+
+  saveUser(user: UserState): void {
+    this.sql.exec(
+      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (singleton) DO UPDATE SET
+         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock`,
+      user.userId,
+      user.revokedBefore,
+      user.lastLoginAt,
+      user.clock,
+    );
+  }
+
+  // ---- sessions ----------------------------------------------------------------------------
+
+  loadSession(userId: string, sessionId: string): SessionRecord | null {
+    const row = this.sql
+      .exec<SessionRow & Row>(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ?`, sessionId)
+      .toArray()[0];
+    return row ? toSession(userId, row) : null;
+  }
+
+  /** The sessions not marked revoked, newest first; the caller judges which are live. */
+  unrevokedSessions(userId: string): SessionRecord[] {
+    return this.sql
+      .exec<SessionRow & Row>(
+        `SELECT ${SESSION_COLUMNS} FROM sessions WHERE revoked_at IS NULL ORDER BY created_at DESC`,
+      )
+      .toArray()
+      .map((row) => toSession(userId, row));
+  }
+
+  insertSession(session: SessionRecord): void {
+    this.sql.exec(
+      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      session.id,
+      session.client,
+      session.createdAt,
+      session.gen,
+      session.genMintedAt,
+      session.genExpiresAt,
+    );
+  }
+
+  /**
+   * Moves a session from `fromGen` to the next generation. A compare-and-swap on the stored
+   * generation: inside the transaction that read it this cannot miss, and if it ever did, the
+   * caller's transaction must fail rather than mint one generation twice.
+   */
+  advanceGeneration(next: SessionRecord, fromGen: number): void {
+    const cursor = this.sql.exec(
+      'UPDATE sessions SET gen = ?, gen_minted_at = ?, gen_expires_at = ? WHERE id = ? AND gen = ? AND revoked_at IS NULL',
+      next.gen,
+      next.genMintedAt,
+      next.genExpiresAt,
+      next.id,
+      fromGen,
+    );
+    if (cursor.rowsWritten !== 1) throw new Error(`generation ${fromGen} of the session is no longer current`);
+  }
+
+  /** Marks a session revoked; false if it was unknown or already revoked. */
+  revokeSession(sessionId: string, at: number, reason: string): boolean {
+    const cursor = this.sql.exec(
+      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL',
+      at,
+      reason,
+      sessionId,
+    );
+    return cursor.rowsWritten === 1;
+  }
+
+  // ---- events ------------------------------------------------------------------------------
+
+  /**
+   * Appends an event. One of a coalesced type (records.ts) that repeats an event of the same
+   * type and session seen less than `coalesceWindowMs` ago adds to that event's count instead.
+   */
+  appendEvent(event: SecurityEvent, coalesceWindowMs: number): void {
+    if (COALESCED_EVENT_TYPES.has(event.type)) {
+      const cursor = this.sql.exec(
+        `UPDATE events SET count = count + 1, last_at = ?
+          WHERE id = (SELECT id FROM events WHERE type = ? AND session_id IS ? AND last_at > ?
+                       ORDER BY id DESC LIMIT 1)`,
+        event.at,
+        event.type,
+        event.sessionId,
+        event.at - coalesceWindowMs,
+      );
+      if (cursor.rowsWritten === 1) return;
+    }
+    this.sql.exec(
+      'INSERT INTO events (type, at, session_id, detail, count, last_at) VALUES (?, ?, ?, ?, 1, ?)',
+      event.type,
+      event.at,
+      event.sessionId,
+      event.detail === null ? null : JSON.stringify(event.detail),
+      event.at,
+    );
+  }
+
+  /** Newest first, starting below `beforeId` (exclusive) when given. */
+  listEvents(beforeId: number | null, limit: number): StoredEvent[] {
+    return this.sql
+      .exec<EventRow & Row>(
+        `SELECT id, type, at, session_id, detail, count, last_at FROM events
+          WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?`,
+        beforeId,
+        beforeId,
+        limit,
+      )
+      .toArray()
+      .map((row) => ({
+        id: row.id,
+        type: row.type,
+        at: row.at,
+        sessionId: row.session_id,
+        detail: row.detail === null ? null : (JSON.parse(row.detail) as EventDetail),
+        count: row.count,
+        lastAt: row.last_at,
+      }));
+  }
+
+  // ---- the outbox --------------------------------------------------------------------------
+
+  enqueue(write: DirectoryWrite): void {
+    this.sql.exec('INSERT INTO outbox (write) VALUES (?)', JSON.stringify(write));
+  }
+
+  /** The writes owed to D1, oldest first, and how often the oldest has been tried. */
+  pending(): { upToId: number; writes: DirectoryWrite[]; attempts: number } {
+    const rows = this.sql
+      .exec<{ id: number; write: string; attempts: number }>('SELECT id, write, attempts FROM outbox ORDER BY id')
+      .toArray();
+    return {
+      upToId: rows.at(-1)?.id ?? 0,
+      writes: rows.map((row) => JSON.parse(row.write) as DirectoryWrite),
+      attempts: rows[0]?.attempts ?? 0,
+    };
+  }
+
+  /** D1 has every write up to `upToId`. */
+  delivered(upToId: number): void {
+    this.sql.exec('DELETE FROM outbox WHERE id <= ?', upToId);
+  }
+
+  /** Sending them failed once more. */
+  failedAttempt(): void {
+    this.sql.exec('UPDATE outbox SET attempts = attempts + 1');
+  }
+
+  // ---- pruning -----------------------------------------------------------------------------
+
+  /**
+   * Deletes what can no longer matter: sessions that no token can renew any more (past the
+   * absolute limit, or whose newest token is past the idle limit: rule 2 refuses every token of
+   * theirs before any record is read), and events beyond the retention by age or count.
+   */
+  prune(input: {
+    sessionsCreatedBefore: number;
+    sessionsIdleBeforeSeconds: number;
+    eventsBefore: number;
+    eventsKept: number;
+  }): { sessions: number; events: number } {
+    const sessions = this.sql.exec(
+      'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
+      input.sessionsCreatedBefore,
+      input.sessionsIdleBeforeSeconds,
+    ).rowsWritten;
+    const byAge = this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore).rowsWritten;
+    const byCount = this.sql.exec(
+      'DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)',
+      input.eventsKept,
+    ).rowsWritten;
+    return { sessions, events: byAge + byCount };
+  }
+
+  /** Whether anything is stored that pruning may one day delete, or D1 is still owed a write. */
+  holdsAnything(): boolean {
+    const row = this.sql
+      .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox) AS n')
+      .one();
+    return row.n > 0;
+  }
+}
+
+function toSession(userId: string, row: SessionRow): SessionRecord {
+  return {
+    id: row.id,
+    userId,
+    client: row.client,
+    createdAt: row.created_at,
+    gen: row.gen,
+    genMintedAt: row.gen_minted_at,
+    genExpiresAt: row.gen_expires_at,
+    revokedAt: row.revoked_at,
+  };
+}
