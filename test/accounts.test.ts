@@ -20,7 +20,7 @@ import {
 const post = (path: string, json: unknown, headers: Record<string, string> = {}) =>
   call(path, { method: 'POST', json, headers });
 
-async function countRows(table: 'users' | 'sessions' | 'security_events' | 'login_attempts'): Promise<number> {
+async function countRows(table: 'users' | 'sessions' | 'login_attempts'): Promise<number> {
   return (await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table}`).first<{ n: number }>())?.n ?? -1;
 }
 

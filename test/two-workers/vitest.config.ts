@@ -92,9 +92,14 @@ export default defineProject({
       const resourceOptions = workerOptionsOf(join(root, 'examples', 'resource-worker', 'wrangler.toml'));
       const signingKeys: JwkSet = { keys: [generateSigningKey()] };
 
-      const latchkey = (name: string, keys: string) => ({
+      const latchkey = (name: string, keys: string, objectStorage?: string) => ({
         ...latchkeyOptions,
         name,
+        // Successive deployments of one Worker share its Durable Objects' storage: the rotation
+        // phases, each its own Worker here, share one storage key for the user objects.
+        ...(objectStorage === undefined
+          ? {}
+          : { durableObjects: { USER_AUTHORITY: { className: 'UserAuthority', useSQLite: true, unsafeUniqueKey: objectStorage } } }),
         modules: true,
         modulesRoot: dirname(latchkeyScript),
         scriptPath: latchkeyScript,
@@ -137,7 +142,9 @@ export default defineProject({
             resource('resource-jwks', { binding: false }),
             resource('resource-binding', { binding: true }),
             resource('resource-inline', { binding: false, bindings: { LATCHKEY_JWKS: publicJwks(signingKeys) } }),
-            ...rotation.phases.map((keys, phase) => latchkey(`latchkey-rotation-${phase}`, keys)),
+            ...rotation.phases.map((keys, phase) =>
+              latchkey(`latchkey-rotation-${phase}`, keys, 'latchkey-rotation-UserAuthority'),
+            ),
           ],
         },
       };

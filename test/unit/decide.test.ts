@@ -141,13 +141,36 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     });
   });
 
-  it('rule 7: a token in the same second as the last login resolves toward safety (scope "user")', () => {
-    const lastLoginAt = mintedAt + 30_500;
-    const sameSecond = { gen: 1, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
-    const olderSession = { ...session, createdAt: LOGIN };
-    expect(
-      decideRenewal(sameSecond, olderSession, { ...user, lastLoginAt }, lastLoginAt + 60_000, policy),
-    ).toEqual({ kind: 'reuse', scope: 'user' });
+  it('rule 7: a token the records cannot place before the last login, in its second, resolves toward safety (scope "user")', () => {
+    // Generation 2 minted in the last login's second; generation 3 minted after the login.
+    const lastLoginAt = Math.floor(mintedAt / 1000) * 1000 - 1000 + 500;
+    const sameSecond = { gen: 2, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
+    expect(decideRenewal(sameSecond, session, { ...user, lastLoginAt }, mintedAt + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'user',
+    });
+  });
+
+  it('rule 7: a generation-1 token was minted at its login, so in the same second as a later login it is scope "session"', () => {
+    // Logged in at x.100; the user logs in again elsewhere at x.400; the first session renewed at x.700.
+    const login = Math.floor(LOGIN / 1000) * 1000 + 100;
+    const first: SessionRecord = { ...session, createdAt: login, gen: 2, genMintedAt: login + 600 };
+    const token = { gen: 1, iat: Math.floor(login / 1000), exp: Math.floor(login / 1000) + TTL };
+    expect(decideRenewal(token, first, { ...user, lastLoginAt: login + 300 }, login + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'session',
+    });
+  });
+
+  it('rule 7: a token superseded before the last login is scope "session", even within the login\'s second', () => {
+    // Generation 2 minted at x.100 and superseded at x.200; the user logs in again at x.300.
+    const second = Math.floor(mintedAt / 1000) * 1000;
+    const renewed: SessionRecord = { ...session, gen: 3, genMintedAt: second + 200 };
+    const token = { gen: 2, iat: Math.floor(second / 1000), exp: Math.floor(second / 1000) + TTL };
+    expect(decideRenewal(token, renewed, { ...user, lastLoginAt: second + 300 }, second + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'session',
+    });
   });
 
   it('rule 8: a generation beyond the stored one is a mismatch', () => {
