@@ -303,7 +303,7 @@ describe('revocation and login within the same second', () => {
 
   it('stays ordered when the user object restarts between the steps (the clock is kept in its storage)', async () => {
     const email = uniqueEmail();
-    const { id } = await register(email);
+    await register(email);
     testClock.set(Math.floor(Date.now() / 1000) * 1000 + 100);
     const before = await login(email);
     await evictUserObjects();
@@ -335,7 +335,7 @@ describe('storage', () => {
   });
 
   it('evicting the user object between renewals loses nothing', async () => {
-    const { id, token } = await signedInUser();
+    const { token } = await signedInUser();
     const second = await renewOk(token.access_token);
     await evictUserObjects();
     const third = await renewOk(second.access_token);
