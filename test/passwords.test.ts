@@ -5,7 +5,7 @@ import { UserRecords } from '../src/storage/user-records';
 import { authorityStub } from './faults';
 import { app } from '../src/app';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
-import { adminToken, call, expectProblem, login, PASSWORD, register, uniqueEmail } from './helpers';
+import { adminToken, expectProblem, login, PASSWORD, register, uniqueEmail } from './helpers';
 
 describe('password hashes', () => {
   it('are self-describing and salted: the same password hashes differently each time', async () => {

@@ -1,3 +1,4 @@
+import { RENEW_TIMEOUT_MS } from './timing';
 import { failure, readProblem } from './errors';
 import { type SharedState, type TabMessage, Tabs } from './tabs';
 
@@ -367,7 +368,7 @@ export class LatchkeyClient extends EventTarget {
     try {
       response = await fetch(
         this.#url('/auth/renew'),
-        this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS) }),
+        this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(RENEW_TIMEOUT_MS) }),
       );
       const arrivedAt = performance.now();
       if (response.ok) held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);

@@ -157,26 +157,27 @@ export class UserRecords {
    * caller's transaction must fail rather than mint one generation twice.
    */
   advanceGeneration(next: SessionRecord, fromGen: number): void {
-    const cursor = this.sql.exec(
-      'UPDATE sessions SET gen = ?, gen_minted_at = ?, gen_expires_at = ? WHERE id = ? AND gen = ? AND revoked_at IS NULL',
+    const advanced = this.sql.exec(
+      `UPDATE sessions SET gen = ?, gen_minted_at = ?, gen_expires_at = ?
+        WHERE id = ? AND gen = ? AND revoked_at IS NULL RETURNING id`,
       next.gen,
       next.genMintedAt,
       next.genExpiresAt,
       next.id,
       fromGen,
     );
-    if (cursor.rowsWritten !== 1) throw new Error(`generation ${fromGen} of the session is no longer current`);
+    if (advanced.toArray().length !== 1) throw new Error(`generation ${fromGen} of the session is no longer current`);
   }
 
   /** Marks a session revoked; false if it was unknown or already revoked. */
   revokeSession(sessionId: string, at: number, reason: string): boolean {
-    const cursor = this.sql.exec(
-      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL',
+    const revoked = this.sql.exec(
+      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL RETURNING id',
       at,
       reason,
       sessionId,
     );
-    return cursor.rowsWritten === 1;
+    return revoked.toArray().length === 1;
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -187,16 +188,17 @@ export class UserRecords {
    */
   appendEvent(event: SecurityEvent, coalesceWindowMs: number): void {
     if (COALESCED_EVENT_TYPES.has(event.type)) {
-      const cursor = this.sql.exec(
+      const coalesced = this.sql.exec(
         `UPDATE events SET count = count + 1, last_at = ?
           WHERE id = (SELECT id FROM events WHERE type = ? AND session_id IS ? AND last_at > ?
-                       ORDER BY id DESC LIMIT 1)`,
+                       ORDER BY id DESC LIMIT 1)
+          RETURNING id`,
         event.at,
         event.type,
         event.sessionId,
         event.at - coalesceWindowMs,
       );
-      if (cursor.rowsWritten === 1) return;
+      if (coalesced.toArray().length === 1) return;
     }
     this.sql.exec(
       'INSERT INTO events (type, at, session_id, detail, count, last_at) VALUES (?, ?, ?, ?, 1, ?)',
@@ -270,18 +272,17 @@ export class UserRecords {
     sessionsIdleBeforeSeconds: number;
     eventsBefore: number;
     eventsKept: number;
-  }): { sessions: number; events: number } {
-    const sessions = this.sql.exec(
+  }): void {
+    this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
       input.sessionsCreatedBefore,
       input.sessionsIdleBeforeSeconds,
-    ).rowsWritten;
-    const byAge = this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore).rowsWritten;
-    const byCount = this.sql.exec(
+    );
+    this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore);
+    this.sql.exec(
       'DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)',
       input.eventsKept,
-    ).rowsWritten;
-    return { sessions, events: byAge + byCount };
+    );
   }
 
   /** Whether anything is stored that pruning may one day delete, or D1 is still owed a write. */
