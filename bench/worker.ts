@@ -282,6 +282,21 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     });
   });
 
+/**
+ * The env with HASH_BUDGET off, one object per env (so its config is parsed once, as the real
+ * one is): requests that carry `x-bench-hash-budget: off` run on it, so that one run can measure
+ * logins with and without the budget side by side. The budget itself is per isolate either way.
+ */
+const unbudgeted = new WeakMap<object, BenchEnv>();
+function withoutHashBudget(env: BenchEnv): BenchEnv {
+  let variant = unbudgeted.get(env);
+  if (!variant) {
+    variant = { ...env, HASH_BUDGET: 'off' };
+    unbudgeted.set(env, variant);
+  }
+  return variant;
+}
+
 export default {
   fetch(request, env, ctx) {
     if (!envsSeen.has(env)) {
@@ -290,6 +305,7 @@ export default {
     }
     firstKeyring ??= keyringFor(configFrom(env).signingKeysJson);
     if (new URL(request.url).pathname.startsWith('/bench/')) return bench.fetch(request, env, ctx);
+    if (request.headers.get('x-bench-hash-budget') === 'off') return worker.fetch(request, withoutHashBudget(env), ctx);
     return worker.fetch(request, env, ctx);
   },
 } satisfies ExportedHandler<BenchEnv>;

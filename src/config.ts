@@ -29,6 +29,17 @@ export interface Config {
   eventRetentionCount: number;
   /** Exact origins browsers may call from. */
   allowedOrigins: readonly string[];
+  /**
+   * Whether the per-address request limit (the `ADDRESS_RATE_LIMITER` binding) guards the routes
+   * that hash a password. Default on; `off` is for test suites and load runs that sign many users
+   * in from one address, never for a deployment.
+   */
+  addressRateLimit: boolean;
+  /**
+   * Whether password hashing is held to its bounded share of the isolate (passwords/budget.ts).
+   * Default on; `off` is for test suites and load runs, never for a deployment.
+   */
+  hashBudget: boolean;
   /** Bearer token for /admin routes; undefined disables them. */
   adminToken: string | undefined;
   /** The raw private JWK set; parsed and imported by `tokens/keys.ts`. */
@@ -51,6 +62,8 @@ const DEFAULTS = {
   ALLOWED_ORIGINS: 'http://localhost:8787',
   EVENT_RETENTION_DAYS: '365',
   EVENT_RETENTION_COUNT: '1000',
+  ADDRESS_RATE_LIMIT: 'on',
+  HASH_BUDGET: 'on',
 } as const;
 
 const DAY = 86_400;
@@ -68,6 +81,13 @@ function wholeNumber(raw: RawConfig, name: keyof typeof DEFAULTS, min: number, m
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
   return parsed;
+}
+
+/** A test-only switch: `on` or `off`, nothing else, so a typo cannot silently turn a defence off. */
+function onOff(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
+  const value = text(raw, name);
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`${name} must be "on" or "off", got ${JSON.stringify(value)}`);
+  return value === 'on';
 }
 
 function origins(value: string): string[] {
@@ -105,6 +125,8 @@ export function parseConfig(raw: RawConfig): Config {
   const allowedOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
+  const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
+  const hashBudget = onOff(raw, 'HASH_BUDGET');
 
   const signingKeysJson = raw.SIGNING_KEYS;
   if (typeof signingKeysJson !== 'string' || signingKeysJson.trim() === '') {
@@ -134,6 +156,8 @@ export function parseConfig(raw: RawConfig): Config {
     eventRetentionDays,
     eventRetentionCount,
     allowedOrigins,
+    addressRateLimit,
+    hashBudget,
     adminToken,
     signingKeysJson,
   };

@@ -34,10 +34,12 @@ const PROBLEMS = {
   payload_too_large: { status: 413, title: 'Payload too large', detail: 'Request bodies are limited to 16 KiB.' },
   email_taken: { status: 409, title: 'Email taken', detail: 'An account with this email already exists.' },
   invalid_credentials: { status: 401, title: 'Invalid credentials', detail: 'The email or password is wrong.' },
+  // One code for both throttles of the password routes (per email and address, and per address
+  // alone): clients act on it the same way, and the answer does not say which one tripped.
   too_many_attempts: {
     status: 429,
     title: 'Too many attempts',
-    detail: 'Too many failed sign-in attempts. Try again later.',
+    detail: 'Too many attempts. Try again after the time given in Retry-After.',
   },
   missing_token: { status: 401, title: 'Missing token', detail: 'This route needs a bearer access token.' },
   invalid_token: { status: 401, title: 'Invalid token', detail: 'The access token is not valid.' },
@@ -68,7 +70,7 @@ const PROBLEMS = {
   temporarily_unavailable: {
     status: 503,
     title: 'Temporarily unavailable',
-    detail: 'Storage is unavailable. Nothing was changed; retry the same request.',
+    detail: 'The service is briefly unavailable. Nothing was changed; retry the same request after Retry-After.',
   },
   internal_error: { status: 500, title: 'Internal error', detail: 'An unexpected error occurred.' },
 } as const satisfies Record<ErrorCode, ProblemSpec>;

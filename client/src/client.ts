@@ -1,5 +1,6 @@
 import { RENEW_TIMEOUT_MS } from './timing';
 import { failure, readProblem } from './errors';
+import { sendWithPoliteRetry } from './retry';
 import { type SharedState, type TabMessage, Tabs } from './tabs';
 
 /**
@@ -185,29 +186,37 @@ export class LatchkeyClient extends EventTarget {
     return this.#held ? Math.max(0, this.#held.expiresAt - performance.now()) : null;
   }
 
-  /** Creates an account. Does not sign in. */
+  /** Creates an account. Does not sign in. A 503 is retried after its Retry-After (retry.ts). */
   async register(email: string, password: string): Promise<User> {
-    const response = await fetch(this.#url('/auth/register'), {
-      method: 'POST',
-      headers: JSON_HEADERS,
-      body: JSON.stringify({ email, password }),
-      credentials: 'omit',
-    });
+    const response = await sendWithPoliteRetry(() =>
+      fetch(this.#url('/auth/register'), {
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: JSON.stringify({ email, password }),
+        credentials: 'omit',
+      }),
+    );
     if (!response.ok) await failure(response);
     return ((await response.json()) as { user: User }).user;
   }
 
-  /** Signs in (in every tab of this browser). Throws `LatchkeyError` (`invalid_credentials`, `too_many_attempts`, …). */
+  /**
+   * Signs in (in every tab of this browser). A 503 (a login storm, or storage down) is retried
+   * after its Retry-After, a few times (retry.ts). Throws `LatchkeyError` (`invalid_credentials`,
+   * `too_many_attempts`, …).
+   */
   login(email: string, password: string): Promise<{ sessionId: string }> {
     return this.#tabs.exclusive(async () => {
-      const response = await fetch(this.#url('/auth/login'), {
-        method: 'POST',
-        headers: JSON_HEADERS,
-        body: JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode }),
-        // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
-        credentials: this.mode === 'cookie' ? 'include' : 'omit',
-        signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
-      });
+      const response = await sendWithPoliteRetry(() =>
+        fetch(this.#url('/auth/login'), {
+          method: 'POST',
+          headers: JSON_HEADERS,
+          body: JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode }),
+          // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
+          credentials: this.mode === 'cookie' ? 'include' : 'omit',
+          signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
+        }),
+      );
       const arrivedAt = performance.now();
       if (!response.ok) await failure(response);
       const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);

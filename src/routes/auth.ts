@@ -11,8 +11,10 @@ import {
   configOf,
   storeOf,
 } from '../http/context';
+import { addressRateLimit } from '../http/rate-limit';
 import { presentedClaims, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
+import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
@@ -25,9 +27,14 @@ const MAX_EVENTS = 100;
  * Charges one attempt for (email, client address) before any hashing and checks the password.
  * Answers 429 once LOGIN_MAX_FAILURES attempts failed, even for the right password. An unknown
  * email costs the same scrypt work as a wrong password and answers identically.
+ *
+ * `hashes` (the check, and any hash the route makes after it) are admitted from the isolate's hash
+ * budget first, before anything is read: a 503 then depends on nothing but the time, and a
+ * refused request is never counted as a failed attempt.
  */
-async function checkCredentials(c: AppContext, rawEmail: string, password: string) {
+async function checkCredentials(c: AppContext, rawEmail: string, password: string, hashes: number) {
   const config = configOf(c);
+  await admitHashes(config.hashBudget, hashes);
   const email = normalizeEmail(rawEmail);
   const clientIp = clientAddress(c);
   const nowMs = now();
@@ -59,29 +66,31 @@ function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: 
 }
 
 export const authRoutes = new Hono<AppEnv>()
-  .post('/register', async (c) => {
+  .post('/register', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const email = registrableEmail(field.string(body, 'email', MAX_EMAIL_LENGTH));
     const password = requireNewPassword(c, body, 'password');
+    await admitHashes(configOf(c).hashBudget, 1);
     const user = { id: crypto.randomUUID(), email, passwordHash: await hashPassword(password), createdAt: now() };
     if (!(await storeOf(c).insertUser(user))) throw new ApiError('email_taken');
     return c.json({ user: { id: user.id, email: user.email, created_at: isoInstant(user.createdAt) } }, 201);
   })
 
-  .post('/login', async (c) => {
+  .post('/login', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const rawEmail = field.string(body, 'email', MAX_EMAIL_LENGTH);
     const password = requirePassword(body, 'password');
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
-    const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password);
+    const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password, 1);
     if (!user || !check.ok) {
       // Recorded after the answer has left, so that a wrong password (an event in the user's
       // object) answers exactly as fast as an unknown email (nothing to record).
       if (user) c.executionCtx.waitUntil(authorityOf(c, user.id).recordLoginFailure({ userId: user.id }));
       throw new ApiError('invalid_credentials');
     }
+    if (check.needsRehash) chargeHashes(configOf(c).hashBudget, 1);
     const upgraded = check.needsRehash ? await hashPassword(password) : null;
     const grant = await callAuthority(() =>
       authorityOf(c, user.id).login({
@@ -119,7 +128,7 @@ export const authRoutes = new Hono<AppEnv>()
     return c.body(null, 204);
   })
 
-  .post('/password', requireAccessToken('strict'), async (c) => {
+  .post('/password', addressRateLimit(), requireAccessToken('strict'), async (c) => {
     const { claims, email } = c.get('caller');
     const body = await readJsonObject(c.req.raw);
     const currentPassword = requirePassword(body, 'current_password');
@@ -127,7 +136,8 @@ export const authRoutes = new Hono<AppEnv>()
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
     // Throttled like a login: a stolen token must not become a password-guessing oracle.
-    const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword);
+    // Two hashes: the current password's check and the new password's hash.
+    const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword, 2);
     if (!user || user.id !== claims.sub || !check.ok) throw new ApiError('invalid_credentials');
     const grant = await callAuthority(async () =>
       authorityOf(c, claims.sub).changePassword({

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type RawConfig } from '../../src/config';
+import { assertAddressRateLimiter } from '../../src/http/rate-limit';
 import { parseSigningKeys } from '../../src/tokens/keys';
 
 const KEYS = JSON.stringify({
@@ -20,8 +21,27 @@ describe('configuration', () => {
       loginMaxFailures: 5,
       loginLockoutSeconds: 900,
       allowedOrigins: ['http://localhost:8787'],
+      addressRateLimit: true,
+      hashBudget: true,
       adminToken: undefined,
     });
+  });
+
+  it('reads the test-only switches ADDRESS_RATE_LIMIT and HASH_BUDGET as "on" or "off"', () => {
+    expect(parseConfig({ ...base, ADDRESS_RATE_LIMIT: 'off', HASH_BUDGET: 'off' })).toMatchObject({
+      addressRateLimit: false,
+      hashBudget: false,
+    });
+    expect(parseConfig({ ...base, ADDRESS_RATE_LIMIT: 'on', HASH_BUDGET: 'on' })).toMatchObject({
+      addressRateLimit: true,
+      hashBudget: true,
+    });
+  });
+
+  it('refuses to start with the per-address limit on and its binding missing', () => {
+    expect(() => assertAddressRateLimiter({}, true)).toThrow(/ADDRESS_RATE_LIMITER binding is missing/);
+    expect(() => assertAddressRateLimiter({}, false)).not.toThrow();
+    expect(() => assertAddressRateLimiter({ ADDRESS_RATE_LIMITER: { limit: async () => ({ success: true }) } }, true)).not.toThrow();
   });
 
   it.each([
@@ -39,6 +59,8 @@ describe('configuration', () => {
     [{ ISSUER: ' ' }, /ISSUER must not be empty/],
     [{ SIGNING_KEYS: undefined }, /SIGNING_KEYS is not set/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN must be at least 32 characters/],
+    [{ ADDRESS_RATE_LIMIT: 'false' }, /ADDRESS_RATE_LIMIT must be "on" or "off", got "false"/],
+    [{ HASH_BUDGET: 'Off' }, /HASH_BUDGET must be "on" or "off"/],
   ])('refuses %o with a message naming the variable', (override, message) => {
     expect(() => parseConfig({ ...base, ...override })).toThrow(message);
   });
