@@ -95,6 +95,8 @@ describe('CORS', () => {
     expect(response.headers.get('access-control-allow-origin')).toBe(ALLOWED);
     expect(response.headers.get('access-control-expose-headers')).toMatch(/WWW-Authenticate/);
     expect(response.headers.get('access-control-expose-headers')).toMatch(/Retry-After/);
+    // The browser client dates its DPoP proofs by the server's clock, read from Date.
+    expect(response.headers.get('access-control-expose-headers')).toMatch(/\bDate\b/);
   });
 
   it.each([
@@ -124,7 +126,7 @@ describe('CORS', () => {
     const methods = (response.headers.get('access-control-allow-methods') ?? '').split(/,\s*/);
     expect(methods).toEqual(expect.arrayContaining(['GET', 'POST', 'DELETE']));
     const headers = (response.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/,\s*/);
-    expect(headers).toEqual(expect.arrayContaining(['authorization', 'content-type']));
+    expect(headers).toEqual(expect.arrayContaining(['authorization', 'content-type', 'dpop']));
     expect(Number(response.headers.get('access-control-max-age'))).toBeGreaterThan(0);
     expect(response.headers.get('vary')).toMatch(/\bOrigin\b/);
   });
