@@ -142,6 +142,20 @@ describe('CORS', () => {
   });
 });
 
+describe("the server's clock on every answer", () => {
+  it('states latchkey\'s own clock as Date, on successes and problem documents alike: DPoP clients date proofs by it', async () => {
+    const at = Date.UTC(2026, 5, 1, 12, 0, 0);
+    testClock.set(at);
+    try {
+      for (const response of [await call('/health'), await call('/api/me'), await call('/no/such/route')]) {
+        expect(response.headers.get('date')).toBe('Mon, 01 Jun 2026 12:00:00 GMT');
+      }
+    } finally {
+      testClock.reset();
+    }
+  });
+});
+
 describe('cookie mode: login', () => {
   it('sets the token as an HttpOnly, Secure, SameSite=Strict cookie and leaves it out of the body', async () => {
     const email = uniqueEmail();
