@@ -12,9 +12,11 @@ import { now } from '../clock';
 export interface DpopReplayStore {
   /**
    * Records `jti` as used until `untilMs` (milliseconds since the epoch). Resolves to true the
-   * first time, false when it was already recorded and has not lapsed: a replay.
+   * first time, false when it was already recorded and has not lapsed: a replay. `jkt` is the
+   * thumbprint of the key that signed the proof, for a store that keeps each client's proofs
+   * apart (a Durable Object per key, say); a store may ignore it.
    */
-  useOnce(jti: string, untilMs: number): Promise<boolean>;
+  useOnce(jti: string, untilMs: number, jkt: string): Promise<boolean>;
 }
 
 /** How many proofs one isolate's cache remembers by default: about 1.5 MB at most. */
@@ -46,7 +48,7 @@ export class MemoryReplayCache implements DpopReplayStore {
     return this.entries.size;
   }
 
-  async useOnce(jti: string, untilMs: number): Promise<boolean> {
+  async useOnce(jti: string, untilMs: number, _jkt?: string): Promise<boolean> {
     const nowMs = this.clock();
     const known = this.entries.get(jti);
     if (known !== undefined && known >= nowMs) return false;

@@ -161,7 +161,7 @@ class Verifier implements LatchkeyVerifier {
     this.supportsStrict = this.binding !== undefined;
     const store = options.dpopReplayStore;
     if (store !== undefined && typeof store?.useOnce !== 'function') {
-      throw new TypeError('latchkey verify: dpopReplayStore must have a useOnce(jti, untilMs) method');
+      throw new TypeError('latchkey verify: dpopReplayStore must have a useOnce(jti, untilMs, jkt) method');
     }
     this.replay = store ?? new MemoryReplayCache();
   }
@@ -219,7 +219,8 @@ class Verifier implements LatchkeyVerifier {
       });
       if (!possession.ok) return { ok: false, code: possession.code, scheme: 'DPoP' };
       // Recorded only once everything else passed, so a bad proof cannot use up a good one's jti.
-      if (possession.proof && !(await this.replay.useOnce(possession.proof.jti, possession.proof.usableUntilMs))) {
+      const proof = possession.proof;
+      if (proof && !(await this.replay.useOnce(proof.jti, proof.usableUntilMs, proof.jkt))) {
         return { ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' };
       }
     }

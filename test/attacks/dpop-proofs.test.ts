@@ -54,7 +54,7 @@ async function judge(request: Request, materialized: Awaited<ReturnType<typeof m
     nowMs: frozen,
   });
   if (!possession.ok) return { ok: false, code: possession.code, reason: possession.reason };
-  if (possession.proof && !(await replay.useOnce(possession.proof.jti, possession.proof.usableUntilMs))) {
+  if (possession.proof && !(await replay.useOnce(possession.proof.jti, possession.proof.usableUntilMs, possession.proof.jkt))) {
     return { ok: false, code: 'invalid_dpop_proof', reason: 'replay' };
   }
   return { ok: true };

@@ -459,11 +459,11 @@ describe('DPoP-bound tokens (RFC 9449)', () => {
   it('records jtis in the replay store it is given, until the proof lapses, and only for proofs that passed', async () => {
     const client = await makeProofKey();
     const token = await sign(key, { cnf: { jkt: client.jkt } });
-    const calls: Array<[string, number]> = [];
+    const calls: Array<[string, number, string]> = [];
     let answer = true;
     const store: DpopReplayStore = {
-      async useOnce(jti, untilMs) {
-        calls.push([jti, untilMs]);
+      async useOnce(jti, untilMs, jkt) {
+        calls.push([jti, untilMs, jkt]);
         return answer;
       },
     };
@@ -471,7 +471,7 @@ describe('DPoP-bound tokens (RFC 9449)', () => {
     expect((await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'POST', URL_, token)))).ok).toBe(false);
     expect(calls).toEqual([]);
     expect((await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'GET', URL_, token)))).ok).toBe(true);
-    expect(calls).toEqual([[expect.any(String), Date.UTC(2026, 0, 1) + 60_000]]);
+    expect(calls).toEqual([[expect.any(String), Date.UTC(2026, 0, 1) + 60_000, client.jkt]]);
     answer = false;
     expect(await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'GET', URL_, token)))).toMatchObject({
       code: 'invalid_dpop_proof',
