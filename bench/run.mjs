@@ -4,7 +4,8 @@
 // contains NAME: me, account, renew, login; `shape` for the breakdown alone; `storm` for the login
 // storm rows alone),
 // --out FILE (also write the markdown report there), --inspect (workerd inspector on 9321),
-// --persist DIR (keep D1 and Durable Object storage on disk, as `wrangler dev` does, instead of in memory).
+// --persist DIR (keep D1 and Durable Object storage on disk, as `wrangler dev` does, instead of in memory),
+// --port P (8821) and --inspector-port Q (9321) where the workerd it starts listens.
 // BENCH_RAW=FILE writes every round's req/s and CPU per request of each pair as JSON; BENCH_TRACE=1
 // logs each run's duration; BENCH_LOG=1 shows workerd's own output.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,12 +26,14 @@ const { values: options } = parseArgs({
     inspect: { type: 'boolean', default: false },
     persist: { type: 'string' },
     only: { type: 'string' },
+    port: { type: 'string', default: '8821' },
+    'inspector-port': { type: 'string', default: '9321' },
   },
 });
 const ROUNDS = Number(options.rounds);
 const SECONDS = Number(options.seconds);
-const PORT = 8821;
-const INSPECTOR_PORT = 9321;
+const PORT = Number(options.port);
+const INSPECTOR_PORT = Number(options['inspector-port']);
 const USERS = 1000;
 // 5 sessions a user: 5,000 distinct tokens, more than the verified-token cache holds (4,096).
 const SESSIONS_PER_USER = 5;
@@ -217,6 +220,7 @@ const LOOPS = {
   verify: { n: 4000, label: 'latchkey verifyAccessToken (every check)' },
   cached: { n: 200000, label: 'verified-token cache hit' },
   sign: { n: 4000, label: 'latchkey signAccessToken (Ed25519, as a renewal signs)' },
+  'dpop-proof': { n: 2000, label: 'a DPoP proof checked (ES256 key from the proof, signature, claims, ath, thumbprint): what a bound request adds' },
   'app-health': { n: 20000, label: 'the Worker handling GET /health (fetch handler called directly)' },
   'app-health-bearer': { n: 20000, label: 'the same, the request carrying a bearer token' },
   'app-me': { n: 20000, label: 'the Worker handling GET /api/me, token in the cache' },

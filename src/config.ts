@@ -1,4 +1,5 @@
 import { ConfigError } from './errors';
+import { CLIENT_ID_PATTERN } from './tokens/claims';
 
 /**
  * Everything latchkey reads from `[vars]` and secrets, parsed and validated once per isolate.
@@ -9,6 +10,12 @@ export interface Config {
   issuer: string;
   /** `aud` of every token. */
   audience: string;
+  /**
+   * `client_id` of every token (RFC 9068 §2.2, which requires it). Latchkey has no client
+   * registration: every token is requested through its own login by the deployment's first-party
+   * app, so one identifier names that app. Default `latchkey`.
+   */
+  clientId: string;
   /** Lifetime of an access token. Default 300. */
   accessTokenTtlSeconds: number;
   /** How long after `exp` a token can still be renewed (idle limit). Default 14 days. */
@@ -52,6 +59,7 @@ export type RawConfig = Partial<Record<keyof typeof DEFAULTS | 'SIGNING_KEYS' | 
 const DEFAULTS = {
   ISSUER: 'http://localhost:8787',
   AUDIENCE: 'latchkey',
+  CLIENT_ID: 'latchkey',
   ACCESS_TOKEN_TTL: '300',
   RENEW_WINDOW: '1209600',
   SESSION_MAX_AGE: '2592000',
@@ -115,6 +123,10 @@ export function parseConfig(raw: RawConfig): Config {
   const audience = text(raw, 'AUDIENCE');
   if (issuer === '') throw new ConfigError('ISSUER must not be empty');
   if (audience === '') throw new ConfigError('AUDIENCE must not be empty');
+  const clientId = text(raw, 'CLIENT_ID');
+  if (!CLIENT_ID_PATTERN.test(clientId)) {
+    throw new ConfigError(`CLIENT_ID must be 1 to 128 visible ASCII characters without spaces, got ${JSON.stringify(clientId)}`);
+  }
   const accessTokenTtlSeconds = wholeNumber(raw, 'ACCESS_TOKEN_TTL', 1, DAY);
   const renewWindowSeconds = wholeNumber(raw, 'RENEW_WINDOW', 0, 366 * DAY);
   const sessionMaxAgeSeconds = wholeNumber(raw, 'SESSION_MAX_AGE', accessTokenTtlSeconds, 3660 * DAY);
@@ -146,6 +158,7 @@ export function parseConfig(raw: RawConfig): Config {
   return {
     issuer,
     audience,
+    clientId,
     accessTokenTtlSeconds,
     renewWindowSeconds,
     sessionMaxAgeSeconds,

@@ -12,6 +12,7 @@ export const API_CODES: ReadonlySet<string> = new Set([
   'session_revoked',
   'session_expired',
   'token_reused',
+  'invalid_dpop_proof',
   'unauthorized',
   'forbidden_origin',
   'not_found',

@@ -28,8 +28,12 @@ export async function presentedClaims(c: AppContext, options: { allowExpired: bo
     nowMs: now(),
     allowExpired: options.allowExpired,
   });
-  if (result.ok) return result.claims;
-  throw new ApiError(result.reason === 'expired' ? 'token_expired' : 'invalid_token');
+  if (!result.ok) throw new ApiError(result.reason === 'expired' ? 'token_expired' : 'invalid_token');
+  // A token bound to a key is never accepted without a proof of that key (RFC 9449 §7.2), and
+  // these routes take no proofs: such a token is refused here before anything reads or changes a
+  // record, so a copy of it can neither renew nor sign anyone out.
+  if (result.claims.cnf !== undefined) throw new ApiError('invalid_dpop_proof');
+  return result.claims;
 }
 
 /**

@@ -134,6 +134,9 @@ export default defineProject({
           d1Databases: { DB: DATABASE },
           bindings: {
             ISSUER,
+            // latchkey's own signing keys, so that the runner can mint tokens exactly as latchkey
+            // does, bound ones included (test/two-workers/dpop.test.ts).
+            LATCHKEY_SIGNING_KEYS: JSON.stringify(signingKeys),
             ROTATION_OLD_KID: rotation.oldKid,
             ROTATION_NEW_KID: rotation.newKid,
             TEST_MIGRATIONS: await readD1Migrations(join(root, 'migrations')),

@@ -13,6 +13,7 @@ describe('configuration', () => {
     expect(parseConfig(base)).toMatchObject({
       issuer: 'http://localhost:8787',
       audience: 'latchkey',
+      clientId: 'latchkey',
       accessTokenTtlSeconds: 300,
       renewWindowSeconds: 1_209_600,
       sessionMaxAgeSeconds: 2_592_000,
@@ -57,12 +58,20 @@ describe('configuration', () => {
     [{ ALLOWED_ORIGINS: 'https://a.example.com/path' }, /ALLOWED_ORIGINS/],
     [{ ALLOWED_ORIGINS: 'ftp://a.example.com' }, /ALLOWED_ORIGINS/],
     [{ ISSUER: ' ' }, /ISSUER must not be empty/],
+    [{ CLIENT_ID: '' }, /CLIENT_ID must be 1 to 128 visible ASCII characters/],
+    [{ CLIENT_ID: 'notes app' }, /CLIENT_ID/],
+    [{ CLIENT_ID: 'x'.repeat(129) }, /CLIENT_ID/],
+    [{ CLIENT_ID: 'café' }, /CLIENT_ID/],
     [{ SIGNING_KEYS: undefined }, /SIGNING_KEYS is not set/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN must be at least 32 characters/],
     [{ ADDRESS_RATE_LIMIT: 'false' }, /ADDRESS_RATE_LIMIT must be "on" or "off", got "false"/],
     [{ HASH_BUDGET: 'Off' }, /HASH_BUDGET must be "on" or "off"/],
   ])('refuses %o with a message naming the variable', (override, message) => {
     expect(() => parseConfig({ ...base, ...override })).toThrow(message);
+  });
+
+  it('takes a CLIENT_ID of visible ASCII, a URL included', () => {
+    expect(parseConfig({ ...base, CLIENT_ID: 'https://notes.example.com' }).clientId).toBe('https://notes.example.com');
   });
 
   it('reads a comma-separated origin list, and an empty one', () => {
