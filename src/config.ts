@@ -47,6 +47,8 @@ export interface Config {
    * Default on; `off` is for test suites and load runs, never for a deployment.
    */
   hashBudget: boolean;
+  /** Whether every login must bind its session to a DPoP key (RFC 9449). Default false. */
+  requireDpop: boolean;
   /** Bearer token for /admin routes; undefined disables them. */
   adminToken: string | undefined;
   /** The raw private JWK set; parsed and imported by `tokens/keys.ts`. */
@@ -72,6 +74,7 @@ const DEFAULTS = {
   EVENT_RETENTION_COUNT: '1000',
   ADDRESS_RATE_LIMIT: 'on',
   HASH_BUDGET: 'on',
+  REQUIRE_DPOP: 'false',
 } as const;
 
 const DAY = 86_400;
@@ -96,6 +99,12 @@ function onOff(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
   const value = text(raw, name);
   if (value !== 'on' && value !== 'off') throw new ConfigError(`${name} must be "on" or "off", got ${JSON.stringify(value)}`);
   return value === 'on';
+}
+
+function trueFalse(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
+  const value = text(raw, name);
+  if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be "true" or "false", got ${JSON.stringify(value)}`);
+  return value === 'true';
 }
 
 function origins(value: string): string[] {
@@ -139,6 +148,7 @@ export function parseConfig(raw: RawConfig): Config {
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
   const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
   const hashBudget = onOff(raw, 'HASH_BUDGET');
+  const requireDpop = trueFalse(raw, 'REQUIRE_DPOP');
 
   const signingKeysJson = raw.SIGNING_KEYS;
   if (typeof signingKeysJson !== 'string' || signingKeysJson.trim() === '') {
@@ -171,6 +181,7 @@ export function parseConfig(raw: RawConfig): Config {
     allowedOrigins,
     addressRateLimit,
     hashBudget,
+    requireDpop,
     adminToken,
     signingKeysJson,
   };

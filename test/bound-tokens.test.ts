@@ -3,7 +3,7 @@
  * without a proof of that key. The token here is a genuine session's token with `cnf` added,
  * signed by the service's key (what a copy of a bound session's token would be): on every route
  * that reads a token, as a Bearer header and as the cookie, it is refused `invalid_dpop_proof`
- * with a DPoP challenge, and the session it names is untouched.
+ * with a DPoP challenge, and the session it names is untouched but for a `proof_failed` event.
  */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -52,9 +52,13 @@ describe('Security: a bound token without its proof', () => {
     }
   });
 
-  it('left the session untouched: its own token renews, and nothing but the login was logged', async () => {
+  it('left the session untouched: its own token renews, and the refusals were logged as one coalesced event', async () => {
     const next: TokenBody = await renewOk(user.token.access_token);
     expect(claimsOf(next.access_token)).toMatchObject({ sid: user.token.session_id, gen: 2 });
-    expect((await eventsOf(next.access_token)).map((event) => event.type)).toEqual(['login']);
+    const events = await eventsOf(next.access_token);
+    expect(events.map((event) => [event.type, (event.detail as { count?: number } | null)?.count])).toEqual([
+      ['proof_failed', ROUTES.length * 2],
+      ['login', undefined],
+    ]);
   });
 });

@@ -12,11 +12,13 @@ import {
   storeOf,
 } from '../http/context';
 import { addressRateLimit } from '../http/rate-limit';
-import { presentedClaims, requireAccessToken } from '../http/require-token';
+import { presentedCredential, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
 import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
+import { checkTokenRequestProof, readProofHeader } from '../dpop/possession';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
+import type { ProofOfPossession } from '../user-authority/results';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 const MAX_EMAIL_LENGTH = 320;
@@ -65,6 +67,26 @@ function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: 
   return password;
 }
 
+/**
+ * The login's DPoP proof (RFC 9449 §5): none asks for an unbound session, unless REQUIRE_DPOP;
+ * one that is there must be valid for this request, never silently ignored, or a client that
+ * believes its session bound would be handed a bearer token.
+ */
+async function loginProof(c: AppContext): Promise<ProofOfPossession | null> {
+  const checked = await checkTokenRequestProof({
+    proof: readProofHeader(c.req.raw),
+    method: c.req.method,
+    url: c.req.url,
+    nowMs: now(),
+  });
+  if (!checked.ok || (checked.proof === undefined && configOf(c).requireDpop)) {
+    throw new ApiError('invalid_dpop_proof', { tokenRequest: true });
+  }
+  if (checked.proof === undefined) return null;
+  const { jkt, jti, usableUntilMs } = checked.proof;
+  return { kind: 'dpop', jkt, jti, usableUntilMs };
+}
+
 export const authRoutes = new Hono<AppEnv>()
   .post('/register', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
@@ -83,6 +105,8 @@ export const authRoutes = new Hono<AppEnv>()
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
+    // Checked before the password, so that a bad proof is never counted as a failed attempt.
+    const dpop = await loginProof(c);
     const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password, 1);
     if (!user || !check.ok) {
       // Recorded after the answer has left, so that a wrong password (an event in the user's
@@ -99,24 +123,27 @@ export const authRoutes = new Hono<AppEnv>()
         upgradedPasswordHash: upgraded,
         client,
         throttleKey: { email, clientIp },
+        dpop,
       }),
     );
     return tokenResponse(c, grant, mode);
   })
 
   .post('/renew', async (c) => {
-    const claims = await presentedClaims(c, { allowExpired: true });
+    const { claims, proof } = await presentedCredential(c, { allowExpired: true });
+    const scheme = proof ? 'DPoP' : 'Bearer';
     // Rule 2 needs no records: refuse an idle token here, without waking the user's object.
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
-    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims));
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims, proof ?? null), { scheme });
     // Renewed the way it was presented: a cookie is answered with a cookie.
     return tokenResponse(c, grant, c.get('credential') === 'cookie' ? 'cookie' : 'bearer');
   })
 
   .post('/logout', async (c) => {
-    const claims = await presentedClaims(c, { allowExpired: true });
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
-    await callAuthority(() => authorityOf(c, claims.sub).logout(claims));
+    const { claims, proof } = await presentedCredential(c, { allowExpired: true });
+    const scheme = proof ? 'DPoP' : 'Bearer';
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    await callAuthority(() => authorityOf(c, claims.sub).logout(claims, proof ?? null), { scheme });
     if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })

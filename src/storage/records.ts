@@ -8,14 +8,16 @@ export type SecurityEventType =
   | 'password_changed'
   | 'reuse_detected'
   | 'generation_mismatch'
-  | 'admin_revoked';
+  | 'admin_revoked'
+  | 'proof_failed';
 
 /**
- * Event types an outsider can cause at will (a wrong password needs no account access). Repeats
+ * Event types an outsider can cause at will (a wrong password needs no account access; a copy of
+ * a bound token without its key, `proof_failed`, none either). Repeats
  * are folded into one event with a count, so flooding them cannot push a `reuse_detected` out of
  * the retained history.
  */
-export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed']);
+export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed', 'proof_failed']);
 
 /** What an event says beyond its type: flat, so it crosses RPC and JSON unchanged. */
 export type EventDetail = Record<string, string | number | boolean | null>;

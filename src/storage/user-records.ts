@@ -54,6 +54,13 @@ const MIGRATIONS: readonly string[] = [
      write    TEXT NOT NULL,
      attempts INTEGER NOT NULL DEFAULT 0
    );`,
+  // Sessions bound to a key (PROTOCOL.md, "Proof of possession"), and the proofs already used.
+  `ALTER TABLE sessions ADD COLUMN dpop_jkt TEXT;    -- thumbprint of the DPoP key, bound at login
+   ALTER TABLE sessions ADD COLUMN dbsc_jkt TEXT;    -- thumbprint of the browser's DBSC key
+   CREATE TABLE used_proofs (
+     jti   TEXT PRIMARY KEY,
+     until INTEGER NOT NULL                          -- after this the proof is too old anyway
+   );`,
 ];
 
 interface SessionRow {
@@ -64,6 +71,8 @@ interface SessionRow {
   gen_minted_at: number;
   gen_expires_at: number;
   revoked_at: number | null;
+  dpop_jkt: string | null;
+  dbsc_jkt: string | null;
 }
 
 interface EventRow {
@@ -76,7 +85,7 @@ interface EventRow {
   last_at: number;
 }
 
-const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at';
+const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at, dpop_jkt, dbsc_jkt';
 
 // SqlStorage rows are typed as plain records; each query below names the row shape it selects.
 type Row = Record<string, SqlStorageValue>;
@@ -141,13 +150,16 @@ export class UserRecords {
 
   insertSession(session: SessionRecord): void {
     this.sql.exec(
-      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at, dpop_jkt, dbsc_jkt)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       session.id,
       session.client,
       session.createdAt,
       session.gen,
       session.genMintedAt,
       session.genExpiresAt,
+      session.dpopJkt,
+      session.dbscJkt,
     );
   }
 
@@ -178,6 +190,17 @@ export class UserRecords {
       sessionId,
     );
     return revoked.toArray().length === 1;
+  }
+
+  /**
+   * Records a proof's `jti` as used until `until` (milliseconds). True the first time; false for a
+   * proof seen before: a replay (RFC 9449 §11.1).
+   */
+  useProofOnce(jti: string, until: number): boolean {
+    return (
+      this.sql.exec('INSERT INTO used_proofs (jti, until) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING RETURNING jti', jti, until).toArray()
+        .length === 1
+    );
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -272,6 +295,7 @@ export class UserRecords {
     sessionsIdleBeforeSeconds: number;
     eventsBefore: number;
     eventsKept: number;
+    proofsBefore: number;
   }): void {
     this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
@@ -279,6 +303,7 @@ export class UserRecords {
       input.sessionsIdleBeforeSeconds,
     );
     this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore);
+    this.sql.exec('DELETE FROM used_proofs WHERE until < ?', input.proofsBefore);
     this.sql.exec(
       'DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)',
       input.eventsKept,
@@ -288,7 +313,10 @@ export class UserRecords {
   /** Whether anything is stored that pruning may one day delete, or D1 is still owed a write. */
   holdsAnything(): boolean {
     const row = this.sql
-      .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox) AS n')
+      .exec<{ n: number }>(
+        `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox)
+              + (SELECT COUNT(*) FROM used_proofs) AS n`,
+      )
       .one();
     return row.n > 0;
   }
@@ -304,5 +332,7 @@ function toSession(userId: string, row: SessionRow): SessionRecord {
     genMintedAt: row.gen_minted_at,
     genExpiresAt: row.gen_expires_at,
     revokedAt: row.revoked_at,
+    dpopJkt: row.dpop_jkt,
+    dbscJkt: row.dbsc_jkt,
   };
 }

@@ -2,15 +2,22 @@ import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
 import { StorageUnavailableError } from '../errors';
-import { decideRenewal, type RenewalDecision, renewalPolicy, type SessionRecord, sessionState } from '../renewal/decide';
+import {
+  decideRenewal,
+  type PresentedProof,
+  type RenewalDecision,
+  renewalPolicy,
+  type SessionRecord,
+  sessionState,
+} from '../renewal/decide';
 import { NOT_LIVE } from '../storage/liveness';
 import type { SecurityEvent, StoredEvent, UserState } from '../storage/records';
 import { Store } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
-import { type AccessTokenClaims, generationJti } from '../tokens/claims';
+import { type AccessTokenClaims, accessTokenClaims } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
 import { signAccessToken } from '../tokens/sign';
-import { type AuthorityResult, done, failed, type TokenGrant } from './results';
+import { type AuthorityResult, done, failed, type ProofOfPossession, type TokenGrant } from './results';
 
 /** Repeats of a coalesced event type within this window add to one event's count. */
 const COALESCE_WINDOW_MS = 60 * 60 * 1000;
@@ -83,12 +90,18 @@ export class UserAuthority extends DurableObject<Env> {
     upgradedPasswordHash: string | null;
     client: string | null;
     throttleKey: { email: string; clientIp: string };
+    /** The login's DPoP proof, verified by the Worker: the new session is bound to its key. */
+    dpop: ProofOfPossession | null;
   }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(async () => {
       const user = this.#user(input.userId);
       const at = this.#tick(user);
-      this.#transaction(() => this.#records.saveUser(user));
-      const session = this.#newSession(user.userId, input.client, at);
+      const fresh = this.#transaction(() => {
+        this.#records.saveUser(user);
+        return input.dpop === null || this.#records.useProofOnce(input.dpop.jti, input.dpop.usableUntilMs);
+      });
+      if (!fresh) return failed('invalid_dpop_proof');
+      const session = this.#newSession(user.userId, input.client, at, input.dpop?.jkt ?? null);
       const pending = this.#records.pending();
       const recorded = await this.#sendToDirectory(() =>
         this.#directory.recordLogin({
@@ -118,10 +131,15 @@ export class UserAuthority extends DurableObject<Env> {
     });
   }
 
-  /** PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified. */
-  async renew(token: AccessTokenClaims): Promise<AuthorityResult<TokenGrant>> {
-    const outcome = this.#decideAndPersist(token, 'renew');
+  /**
+   * PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified.
+   * `proof` is the proof of possession the Worker verified with the request, if any.
+   */
+  async renew(token: AccessTokenClaims, proof: ProofOfPossession | null = null): Promise<AuthorityResult<TokenGrant>> {
+    const outcome = this.#decideAndPersist(token, proof, 'renew');
     switch (outcome.decision.kind) {
+      case 'unproven':
+        return failed('invalid_dpop_proof');
       case 'rotate':
       case 'grace':
         return { ok: true, value: await this.#grant(outcome.session as SessionRecord, outcome.at) };
@@ -144,11 +162,13 @@ export class UserAuthority extends DurableObject<Env> {
    * the previous one within the grace window, ends it as a logout; a superseded token beyond it is
    * reuse, recorded and answered as such. Idempotent for a session already ended.
    */
-  logout(token: AccessTokenClaims): Promise<AuthorityResult<null>> {
+  logout(token: AccessTokenClaims, proof: ProofOfPossession | null = null): Promise<AuthorityResult<null>> {
     return this.#exclusive(async () => {
-      const outcome = this.#decideAndPersist(token, 'logout');
+      const outcome = this.#decideAndPersist(token, proof, 'logout');
       await this.#deliver();
       switch (outcome.decision.kind) {
+        case 'unproven':
+          return failed('invalid_dpop_proof');
         case 'reuse':
           return failed('token_reused');
         case 'mismatch':
@@ -217,7 +237,8 @@ export class UserAuthority extends DurableObject<Env> {
         this.#records.saveUser(user);
         this.#records.enqueue({ kind: 'revoke_user', userId: user.userId, at: revokedBefore });
       });
-      const session = this.#newSession(user.userId, current.client, at);
+      // The person who changed it keeps the key their session was bound to.
+      const session = this.#newSession(user.userId, current.client, at, current.dpopJkt);
       const pending = this.#records.pending();
       const changed = await this.#sendToDirectory(() =>
         this.#directory.recordPasswordChange({
@@ -250,6 +271,21 @@ export class UserAuthority extends DurableObject<Env> {
       const at = this.#tick(user);
       this.#records.saveUser(user);
       this.#append({ type: 'login_failed', at, sessionId: null, detail: null });
+    });
+  }
+
+  /**
+   * A request presented a token of this session without a valid proof of the key the session is
+   * bound to (rule 1b), found by the Worker before calling here. Coalesced per session: the user
+   * learns that a copy of a token is out there, and a flood of them is one event.
+   */
+  recordProofFailure(input: { userId: string; sessionId: string }): void {
+    this.#transaction(() => {
+      const user = this.#records.loadUser();
+      if (!user || user.userId !== input.userId || !this.#records.loadSession(user.userId, input.sessionId)) return;
+      const at = this.#tick(user);
+      this.#records.saveUser(user);
+      this.#append({ type: 'proof_failed', at, sessionId: input.sessionId, detail: null });
     });
   }
 
@@ -297,6 +333,7 @@ export class UserAuthority extends DurableObject<Env> {
         sessionsIdleBeforeSeconds: Math.floor((nowMs - policy.renewWindowMs) / 1000),
         eventsBefore: nowMs - this.#config.eventRetentionDays * 86_400_000,
         eventsKept: this.#config.eventRetentionCount,
+        proofsBefore: nowMs,
       }),
     );
     if (this.#records.holdsAnything()) await this.ctx.storage.setAlarm(nowMs + PRUNE_INTERVAL_MS);
@@ -311,6 +348,7 @@ export class UserAuthority extends DurableObject<Env> {
    */
   #decideAndPersist(
     token: AccessTokenClaims,
+    proof: ProofOfPossession | null,
     purpose: 'renew' | 'logout',
   ): { decision: RenewalDecision; session: SessionRecord | null; at: number } {
     return this.#transaction(() => {
@@ -318,9 +356,19 @@ export class UserAuthority extends DurableObject<Env> {
       const user = stored?.userId === token.sub ? stored : null;
       const session = user ? this.#records.loadSession(user.userId, token.sid) : null;
       const at = user ? this.#tick(user) : now();
-      const decision = decideRenewal(token, session, user, at, renewalPolicy(this.#config));
+      // A proof counts once: a replayed one is no proof at all. Its jti is kept until the proof
+      // is too old to be accepted anyway, in the same storage, so an eviction forgets nothing.
+      const presented: PresentedProof | null =
+        proof !== null && this.#records.useProofOnce(proof.jti, proof.usableUntilMs)
+          ? { kind: proof.kind, jkt: proof.jkt }
+          : null;
+      const decision = decideRenewal(token, session, user, at, renewalPolicy(this.#config), presented);
       if (!user || !session) return { decision, session, at };
       switch (decision.kind) {
+        case 'unproven':
+          this.#records.saveUser(user);
+          this.#append({ type: 'proof_failed', at, sessionId: session.id, detail: null });
+          return { decision, session, at };
         case 'rotate':
         case 'grace':
           if (purpose === 'logout') {
@@ -488,7 +536,7 @@ export class UserAuthority extends DurableObject<Env> {
     this.#records.appendEvent(event, COALESCE_WINDOW_MS);
   }
 
-  #newSession(userId: string, client: string | null, at: number): SessionRecord {
+  #newSession(userId: string, client: string | null, at: number, dpopJkt: string | null): SessionRecord {
     return {
       id: crypto.randomUUID(),
       userId,
@@ -498,24 +546,18 @@ export class UserAuthority extends DurableObject<Env> {
       genMintedAt: at,
       genExpiresAt: Math.floor(at / 1000) + this.#config.accessTokenTtlSeconds,
       revokedAt: null,
+      dpopJkt,
+      dbscJkt: null,
     };
   }
 
   /** The token of the session's current generation: the same every time it is asked for. */
   async #grant(session: SessionRecord, at: number): Promise<TokenGrant> {
-    const claims: AccessTokenClaims = {
-      iss: this.#config.issuer,
-      aud: this.#config.audience,
-      sub: session.userId,
-      sid: session.id,
-      gen: session.gen,
-      iat: Math.floor(session.genMintedAt / 1000),
-      exp: session.genExpiresAt,
-      jti: generationJti(session.id, session.gen),
-    };
+    const claims = accessTokenClaims({ config: this.#config, session, jkt: session.dpopJkt });
     const keyring = await keyringFor(this.#config.signingKeysJson);
     return {
       accessToken: await signAccessToken(claims, keyring),
+      tokenType: session.dpopJkt === null ? 'Bearer' : 'DPoP',
       expiresIn: Math.max(0, claims.exp - Math.floor(at / 1000)),
       sessionId: session.id,
       sessionEndsAt: session.createdAt + this.#config.sessionMaxAgeSeconds * 1000,
