@@ -22,7 +22,7 @@ export interface Config {
   renewWindowSeconds: number;
   /** Absolute lifetime of a session since its login. Default 30 days. */
   sessionMaxAgeSeconds: number;
-  /** How long the previous generation still renews (PROTOCOL.md rule 6). Default 10. */
+  /** How long the previous generation still renews (PROTOCOL.md rule 6). Default 10; below `accessTokenTtlSeconds`. */
   reuseGraceSeconds: number;
   /** Shortest password accepted, in code points. Default 15. */
   passwordMinLength: number;
@@ -34,7 +34,7 @@ export interface Config {
   eventRetentionDays: number;
   /** At most this many security events are kept per user, the newest. Default 1000. */
   eventRetentionCount: number;
-  /** Exact origins browsers may call from. */
+  /** Exact origins browsers may call from: ALLOWED_ORIGINS, plus the dev server's own under `npm start`. */
   allowedOrigins: readonly string[];
   /**
    * Whether the per-address request limit (the `ADDRESS_RATE_LIMITER` binding) guards the routes
@@ -49,6 +49,8 @@ export interface Config {
   hashBudget: boolean;
   /** Whether every login must bind its session to a DPoP key (RFC 9449). Default false. */
   requireDpop: boolean;
+  /** The port `npm start` serves on (LATCHKEY_DEV_SERVER_PORT); undefined everywhere else. */
+  devServerPort: number | undefined;
   /** Bearer token for /admin routes; undefined disables them. */
   adminToken: string | undefined;
   /** The raw private JWK set; parsed and imported by `tokens/keys.ts`. */
@@ -56,7 +58,20 @@ export interface Config {
 }
 
 /** The variables as Workers hands them over: everything may be missing or mistyped. */
-export type RawConfig = Partial<Record<keyof typeof DEFAULTS | 'SIGNING_KEYS' | 'ADMIN_TOKEN', unknown>>;
+export type RawConfig = Partial<
+  Record<keyof typeof DEFAULTS | 'SIGNING_KEYS' | 'ADMIN_TOKEN' | typeof DEV_SERVER_PORT, unknown>
+>;
+
+/**
+ * Set only by `npm start` (scripts/start.mjs passes `--var` with the port it hands to `wrangler
+ * dev`), so that the demo page works on whatever port the server runs, without editing
+ * ALLOWED_ORIGINS. It is in no wrangler.toml section, and `wrangler dev --var` reaches no deployed
+ * Worker; `npm run deploy` refuses a configuration that sets it. It can only ever add loopback
+ * origins, and even if a deployed Worker had it, a page on the visitor's own machine would gain
+ * nothing: latchkey's cookie is SameSite=Strict, so a browser never sends it from localhost to
+ * another site.
+ */
+export const DEV_SERVER_PORT = 'LATCHKEY_DEV_SERVER_PORT';
 
 const DEFAULTS = {
   ISSUER: 'http://localhost:8787',
@@ -126,6 +141,21 @@ function origins(value: string): string[] {
   });
 }
 
+/** `http://localhost:PORT` and `http://127.0.0.1:PORT`: the two names a browser uses for the dev server. */
+export function devServerOrigins(port: number): string[] {
+  return [`http://localhost:${port}`, `http://127.0.0.1:${port}`];
+}
+
+function devServerPort(raw: RawConfig): number | undefined {
+  const value = raw[DEV_SERVER_PORT];
+  if (value === undefined || value === '') return undefined;
+  const parsed = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65_535) {
+    throw new ConfigError(`${DEV_SERVER_PORT} must be a TCP port from 1 to 65535, got ${JSON.stringify(value)}`);
+  }
+  return parsed;
+}
+
 /** Parses and validates the configuration, throwing `ConfigError` with the variable's name. */
 export function parseConfig(raw: RawConfig): Config {
   const issuer = text(raw, 'ISSUER');
@@ -140,10 +170,23 @@ export function parseConfig(raw: RawConfig): Config {
   const renewWindowSeconds = wholeNumber(raw, 'RENEW_WINDOW', 0, 366 * DAY);
   const sessionMaxAgeSeconds = wholeNumber(raw, 'SESSION_MAX_AGE', accessTokenTtlSeconds, 3660 * DAY);
   const reuseGraceSeconds = wholeNumber(raw, 'REUSE_GRACE', 0, 300);
+  // Rule 6 answers a retry with the current generation's token, minted up to REUSE_GRACE ago. A
+  // grace as long as the token's life hands back tokens that are already expired, and it makes
+  // theft detection's blind spot (a replay of the previous token is answered, not detected)
+  // outlast the very token that was stolen. No setting wants that, so it stops the Worker from
+  // loading like any other bad value, rather than a warning in a log nobody reads.
+  if (reuseGraceSeconds >= accessTokenTtlSeconds) {
+    throw new ConfigError(
+      `REUSE_GRACE must be below ACCESS_TOKEN_TTL, got REUSE_GRACE=${reuseGraceSeconds} and ACCESS_TOKEN_TTL=${accessTokenTtlSeconds}: a renewal answered within the grace window would hand back an already expired token. Lower REUSE_GRACE too (e.g. REUSE_GRACE=${Math.max(0, Math.floor(accessTokenTtlSeconds / 2))})`,
+    );
+  }
   const passwordMinLength = wholeNumber(raw, 'PASSWORD_MIN_LENGTH', 8, 256);
   const loginMaxFailures = wholeNumber(raw, 'LOGIN_MAX_FAILURES', 1, 1000);
   const loginLockoutSeconds = wholeNumber(raw, 'LOGIN_LOCKOUT', 1, 7 * DAY);
-  const allowedOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
+  const explicitOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
+  const devPort = devServerPort(raw);
+  const allowedOrigins =
+    devPort === undefined ? explicitOrigins : [...new Set([...explicitOrigins, ...devServerOrigins(devPort)])];
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
   const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
@@ -182,6 +225,7 @@ export function parseConfig(raw: RawConfig): Config {
     addressRateLimit,
     hashBudget,
     requireDpop,
+    devServerPort: devPort,
     adminToken,
     signingKeysJson,
   };

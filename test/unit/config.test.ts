@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, type RawConfig } from '../../src/config';
+import { DEV_SERVER_PORT, parseConfig, type RawConfig } from '../../src/config';
 import { assertAddressRateLimiter } from '../../src/http/rate-limit';
 import { parseSigningKeys } from '../../src/tokens/keys';
 
@@ -24,6 +24,7 @@ describe('configuration', () => {
       allowedOrigins: ['http://localhost:8787'],
       addressRateLimit: true,
       hashBudget: true,
+      devServerPort: undefined,
       adminToken: undefined,
     });
   });
@@ -52,6 +53,12 @@ describe('configuration', () => {
     [{ RENEW_WINDOW: '-1' }, /RENEW_WINDOW/],
     [{ SESSION_MAX_AGE: '10' }, /SESSION_MAX_AGE must be a whole number from 300/],
     [{ REUSE_GRACE: '301' }, /REUSE_GRACE/],
+    [{ ACCESS_TOKEN_TTL: '2' }, /REUSE_GRACE must be below ACCESS_TOKEN_TTL, got REUSE_GRACE=10 and ACCESS_TOKEN_TTL=2/],
+    [{ ACCESS_TOKEN_TTL: '10', REUSE_GRACE: '10' }, /REUSE_GRACE must be below ACCESS_TOKEN_TTL/],
+    [{ ACCESS_TOKEN_TTL: '1', REUSE_GRACE: '1' }, /e\.g\. REUSE_GRACE=0/],
+    [{ [DEV_SERVER_PORT]: '0' }, /LATCHKEY_DEV_SERVER_PORT must be a TCP port from 1 to 65535, got "0"/],
+    [{ [DEV_SERVER_PORT]: '65536' }, /LATCHKEY_DEV_SERVER_PORT/],
+    [{ [DEV_SERVER_PORT]: '8787/evil' }, /LATCHKEY_DEV_SERVER_PORT/],
     [{ PASSWORD_MIN_LENGTH: '4' }, /PASSWORD_MIN_LENGTH/],
     [{ LOGIN_MAX_FAILURES: '0' }, /LOGIN_MAX_FAILURES/],
     [{ LOGIN_LOCKOUT: '' }, /LOGIN_LOCKOUT/],
@@ -80,6 +87,37 @@ describe('configuration', () => {
       'http://localhost:3000',
     ]);
     expect(parseConfig({ ...base, ALLOWED_ORIGINS: '' }).allowedOrigins).toEqual([]);
+  });
+
+  it('accepts a grace just below the lifetime, and none at all', () => {
+    expect(parseConfig({ ...base, ACCESS_TOKEN_TTL: '2', REUSE_GRACE: '1' })).toMatchObject({
+      accessTokenTtlSeconds: 2,
+      reuseGraceSeconds: 1,
+    });
+    expect(parseConfig({ ...base, ACCESS_TOKEN_TTL: '1', REUSE_GRACE: '0' }).reuseGraceSeconds).toBe(0);
+  });
+});
+
+describe('the dev server under npm start', () => {
+  it("allows the dev server's own origin, by both loopback names, on whatever port it runs", () => {
+    const config = parseConfig({ ...base, [DEV_SERVER_PORT]: '8790' });
+    expect(config.devServerPort).toBe(8790);
+    expect(config.allowedOrigins).toEqual(['http://localhost:8787', 'http://localhost:8790', 'http://127.0.0.1:8790']);
+  });
+
+  it('keeps the explicit list first and lists an origin once', () => {
+    const config = parseConfig({ ...base, ALLOWED_ORIGINS: 'https://app.example.com', [DEV_SERVER_PORT]: '8787' });
+    expect(config.allowedOrigins).toEqual(['https://app.example.com', 'http://localhost:8787', 'http://127.0.0.1:8787']);
+    expect(parseConfig({ ...base, [DEV_SERVER_PORT]: '8787' }).allowedOrigins).toEqual([
+      'http://localhost:8787',
+      'http://127.0.0.1:8787',
+    ]);
+  });
+
+  it('adds nothing when the variable is absent, as in production', () => {
+    const config = parseConfig({ ...base, ALLOWED_ORIGINS: 'https://app.example.com' });
+    expect(config.devServerPort).toBeUndefined();
+    expect(config.allowedOrigins).toEqual(['https://app.example.com']);
   });
 });
 
