@@ -14,6 +14,11 @@ export interface AccessTokenClaims {
   exp: number;
   /** Unique per (session, generation): every token of one generation carries the same one. */
   jti: string;
+  /**
+   * Whether the user's email address was verified when this generation was minted. Absent from
+   * tokens minted before latchkey sent verification links; a verifier treats absent as false.
+   */
+  email_verified?: boolean;
 }
 
 /**

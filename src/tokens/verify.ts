@@ -107,7 +107,7 @@ function isAccessTokenTyp(typ: unknown): boolean {
 /** Every claim present, of the right type and shape; anything else makes the token invalid. */
 function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenClaims | undefined {
   if (!isRecord(payload)) return undefined;
-  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf } = payload;
+  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf, email_verified } = payload;
   if (iss !== expect.issuer || aud !== expect.audience) return undefined;
   if (typeof sub !== 'string' || !IDENTIFIER.test(sub)) return undefined;
   if (typeof sid !== 'string' || !IDENTIFIER.test(sid)) return undefined;
@@ -117,7 +117,10 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
   const nowSeconds = expect.nowMs / 1000;
   if (iat > nowSeconds + CLOCK_LEEWAY_SECONDS) return undefined;
   if (nbf !== undefined && (!isNumericDate(nbf) || nbf > nowSeconds + CLOCK_LEEWAY_SECONDS)) return undefined;
-  return { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
+  if (email_verified !== undefined && typeof email_verified !== 'boolean') return undefined;
+  const claims: AccessTokenClaims = { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
+  if (email_verified !== undefined) claims.email_verified = email_verified;
+  return claims;
 }
 
 /**

@@ -17,6 +17,7 @@ export interface LatchkeyVariables {
  * Stateless by default: the signature and claims alone, no call anywhere once the keys are cached;
  * a stolen token works until it expires. `{ strict: true }` also asks latchkey, through the
  * service binding, whether the session is still live: for changing money or credentials.
+ * `{ requireVerifiedEmail: true }` refuses tokens of users whose email is not verified (403).
  */
 export function latchkeyAuth(
   verifier: LatchkeyVerifier,
@@ -24,14 +25,15 @@ export function latchkeyAuth(
 ): MiddlewareHandler<{ Variables: LatchkeyVariables }> {
   if (typeof verifier?.verifyRequest !== 'function') throw new TypeError('latchkeyAuth: pass a verifier from createVerifier');
   const strict = options.strict === true;
+  const requireVerifiedEmail = options.requireVerifiedEmail === true;
   if (strict && !verifier.supportsStrict) {
     throw new TypeError('latchkeyAuth: strict checks need a verifier with the binding key source');
   }
   return async (c, next) => {
-    const outcome = await verifier.verifyRequest(c.req.raw, { strict });
+    const outcome = await verifier.verifyRequest(c.req.raw, { strict, requireVerifiedEmail });
     if (!outcome.ok) {
       const res = failureResponse(outcome);
-      throw new HTTPException(res.status as 401 | 503, { res });
+      throw new HTTPException(res.status as 401 | 403 | 503, { res });
     }
     c.set('latchkey', outcome.claims);
     await next();

@@ -38,7 +38,7 @@ export interface VerifierOptions {
 }
 
 /** Why a request is refused: API.md codes, answered as latchkey answers them. */
-export type VerifyFailure = 'missing_token' | SessionFault;
+export type VerifyFailure = 'missing_token' | 'email_unverified' | SessionFault;
 
 export type VerifyOutcome =
   | { ok: true; claims: AccessTokenClaims }
@@ -50,6 +50,12 @@ export interface VerifyOptions {
    * idle limit): one RPC to latchkey, one D1 read there. Only with the `binding` key source.
    */
   strict?: boolean;
+  /**
+   * Refuse a token whose `email_verified` claim is not `true` (absent counts as false): 403
+   * `email_unverified`. The claim is as of the token's minting, so a person who just verified
+   * passes from their next renewal on.
+   */
+  requireVerifiedEmail?: boolean;
 }
 
 export interface LatchkeyVerifier {
@@ -143,6 +149,9 @@ class Verifier implements LatchkeyVerifier {
       throw error;
     }
     if (!result.ok) return { ok: false, code: result.reason === 'expired' ? 'token_expired' : 'invalid_token' };
+    if (options.requireVerifiedEmail === true && result.claims.email_verified !== true) {
+      return { ok: false, code: 'email_unverified' };
+    }
     if (!strict || !this.binding) return { ok: true, claims: result.claims };
     // Checked locally first: a forged or expired token never costs latchkey a call.
     return this.askLatchkey(this.binding, token, result.claims);
