@@ -39,7 +39,7 @@ function html(title: string, paragraphs: string[], link: string, action: string)
     `<p>${escapeHtml(paragraphs[0] ?? '')}</p>`,
     `<p><a href="${href}">${escapeHtml(action)}</a></p>`,
     ...paragraphs.slice(1).map((paragraph) => `<p>${escapeHtml(paragraph)}</p>`),
-    `<p style="color: #555;">If the button does not work, copy this address into your browser:<br>${href}</p>`,
+    `<p style="color: #555;">If the link does not work, copy this address into your browser:<br>${href}</p>`,
     '</body>',
     '</html>',
   ].join('\n');
