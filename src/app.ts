@@ -6,6 +6,7 @@ import { serverDate } from './http/server-date';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
+import { recoveryRoutes } from './routes/recovery';
 
 /** The Worker's routes. Every failure leaves as a problem document (errors.ts). */
 export const app = new Hono<AppEnv>()
@@ -19,6 +20,7 @@ export const app = new Hono<AppEnv>()
     return c.body(keyring.jwksJson, 200, { 'content-type': 'application/json' });
   })
   .route('/auth', authRoutes)
+  .route('/auth', recoveryRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

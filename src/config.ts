@@ -36,6 +36,20 @@ export interface Config {
   eventRetentionCount: number;
   /** Exact origins browsers may call from: ALLOWED_ORIGINS, plus the dev server's own under `npm start`. */
   allowedOrigins: readonly string[];
+  /** The sender of verification and reset messages: an address, optionally as `Name <address>`. */
+  emailFrom: { address: string; name: string | null };
+  /**
+   * The page that completes verification and reset: links are `APP_URL#verify=<token>` and
+   * `APP_URL#reset=<token>`. Configured, never taken from a request's Host header, which an
+   * attacker could set to their own site and so receive the token of the link they had mailed.
+   */
+  appUrl: string;
+  /** How long a password-reset link works. Default 1800 (30 minutes). */
+  resetTokenTtlSeconds: number;
+  /** How long an email-verification link works. Default 86400 (24 hours). */
+  verificationTokenTtlSeconds: number;
+  /** Refuse logins of accounts whose email is not verified (403 `email_unverified`). Default false. */
+  requireVerifiedEmail: boolean;
   /**
    * Whether the per-address request limit (the `ADDRESS_RATE_LIMITER` binding) guards the routes
    * that hash a password. Default on; `off` is for test suites and load runs that sign many users
@@ -85,6 +99,11 @@ const DEFAULTS = {
   LOGIN_MAX_FAILURES: '5',
   LOGIN_LOCKOUT: '900',
   ALLOWED_ORIGINS: 'http://localhost:8787',
+  EMAIL_FROM: 'latchkey <no-reply@localhost>',
+  APP_URL: 'http://localhost:8787/',
+  RESET_TOKEN_TTL: '1800',
+  VERIFICATION_TOKEN_TTL: '86400',
+  REQUIRE_VERIFIED_EMAIL: 'false',
   EVENT_RETENTION_DAYS: '365',
   EVENT_RETENTION_COUNT: '1000',
   ADDRESS_RATE_LIMIT: 'on',
@@ -120,6 +139,44 @@ function trueFalse(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
   const value = text(raw, name);
   if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be "true" or "false", got ${JSON.stringify(value)}`);
   return value === 'true';
+}
+
+// No whitespace, angle brackets, quotes or commas in an address: it goes into a mail header as is.
+const MAIL_ADDRESS = /^[^\s<>@",;\p{Cc}]+@[^\s<>@",;\p{Cc}]+$/u;
+// A display name of printable ASCII without quotes, brackets or backslashes: no encoding needed.
+const MAIL_NAME = /^[\x20-\x7e]+$/;
+
+function emailFrom(raw: RawConfig): Config['emailFrom'] {
+  const value = text(raw, 'EMAIL_FROM');
+  const named = /^(.*?)\s*<([^<>]*)>$/.exec(value);
+  const address = named ? (named[2] as string) : value;
+  const name = named ? (named[1] as string).trim() : null;
+  if (!MAIL_ADDRESS.test(address) || (name !== null && (name === '' || !MAIL_NAME.test(name) || /["<>\\]/.test(name)))) {
+    throw new ConfigError(
+      `EMAIL_FROM must be an address such as no-reply@example.com, or "Name <no-reply@example.com>", got ${JSON.stringify(value)}`,
+    );
+  }
+  return { address, name };
+}
+
+const MAX_APP_URL_LENGTH = 512;
+
+function appUrl(raw: RawConfig): string {
+  const value = text(raw, 'APP_URL');
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.hash !== '' || value.includes('#') || parsed.username || parsed.password) {
+    throw new ConfigError(
+      `APP_URL must be an http(s) URL without a fragment or credentials, such as https://app.example.com/account, got ${JSON.stringify(value)}`,
+    );
+  }
+  // Links go into mail bodies as one line each, and a mail line is at most 998 octets.
+  if (parsed.href.length > MAX_APP_URL_LENGTH) throw new ConfigError(`APP_URL must be at most ${MAX_APP_URL_LENGTH} characters`);
+  return parsed.href;
 }
 
 function origins(value: string): string[] {
@@ -187,6 +244,11 @@ export function parseConfig(raw: RawConfig): Config {
   const devPort = devServerPort(raw);
   const allowedOrigins =
     devPort === undefined ? explicitOrigins : [...new Set([...explicitOrigins, ...devServerOrigins(devPort)])];
+  const emailFromAddress = emailFrom(raw);
+  const appUrlValue = appUrl(raw);
+  const resetTokenTtlSeconds = wholeNumber(raw, 'RESET_TOKEN_TTL', 60, DAY);
+  const verificationTokenTtlSeconds = wholeNumber(raw, 'VERIFICATION_TOKEN_TTL', 300, 30 * DAY);
+  const requireVerifiedEmail = trueFalse(raw, 'REQUIRE_VERIFIED_EMAIL');
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
   const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
@@ -222,6 +284,11 @@ export function parseConfig(raw: RawConfig): Config {
     eventRetentionDays,
     eventRetentionCount,
     allowedOrigins,
+    emailFrom: emailFromAddress,
+    appUrl: appUrlValue,
+    resetTokenTtlSeconds,
+    verificationTokenTtlSeconds,
+    requireVerifiedEmail,
     addressRateLimit,
     hashBudget,
     requireDpop,

@@ -22,6 +22,10 @@ export type ErrorCode =
   | 'invalid_dpop_proof'
   | 'unauthorized'
   | 'forbidden_origin'
+  | 'email_unverified'
+  | 'email_already_verified'
+  | 'invalid_reset_token'
+  | 'invalid_verification_token'
   | 'not_found'
   | 'temporarily_unavailable'
   | 'internal_error';
@@ -73,6 +77,26 @@ const PROBLEMS = {
     status: 403,
     title: 'Forbidden origin',
     detail: 'Cookie-authenticated requests that change state must come from an allowed Origin.',
+  },
+  // After the password check, never before: only someone who knows the password learns that the
+  // account exists and is unverified.
+  email_unverified: {
+    status: 403,
+    title: 'Email not verified',
+    detail: 'Verify your email address first: follow the link in the message sent to it.',
+  },
+  email_already_verified: { status: 409, title: 'Email already verified', detail: 'This email address is already verified.' },
+  // One answer for a link that is unknown, used, expired, meant for another flow or made useless
+  // by a password change: which of them it was would help nobody but someone probing links.
+  invalid_reset_token: {
+    status: 400,
+    title: 'Invalid reset link',
+    detail: 'This password-reset link is invalid, expired or already used. Ask for a new one.',
+  },
+  invalid_verification_token: {
+    status: 400,
+    title: 'Invalid verification link',
+    detail: 'This verification link is invalid, expired or already used. Ask for a new one.',
   },
   not_found: { status: 404, title: 'Not found', detail: 'No such resource.' },
   temporarily_unavailable: {

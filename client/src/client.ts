@@ -51,8 +51,11 @@ export interface SecurityEventInfo {
 export type SignedOutReason = string;
 
 export interface LatchkeyEventMap {
-  /** Signed in: by `login()` in this tab, by another tab (`tab`), or found on `resume()`. */
-  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'tab' | 'resume' }>;
+  /**
+   * Signed in: by `login()` in this tab, by `resetPassword()` in this tab (`reset`), by another
+   * tab (`tab`), or found on `resume()`.
+   */
+  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'reset' | 'tab' | 'resume' }>;
   /** A new token, renewed by this tab or handed over by another one. */
   renewed: CustomEvent<{ sessionId: string; expiresInMs: number; byThisTab: boolean }>;
   /** Signed out, with the reason to tell the person. */
@@ -219,18 +222,72 @@ export class LatchkeyClient extends EventTarget {
   /**
    * Signs in (in every tab of this browser). A 503 (a login storm, or storage down) is retried
    * after its Retry-After, a few times (retry.ts). Throws `LatchkeyError` (`invalid_credentials`,
-   * `too_many_attempts`, …).
+   * `too_many_attempts`, `email_unverified`, …).
    *
    * Every login asks to bind the session to this browser's key (a DPoP proof, RFC 9449 §5); the
    * key is made on the first login and kept until a sign-out. The answer says whether latchkey
    * bound it (`token_type: "DPoP"`); if not, the session works as a bearer session.
    */
   login(email: string, password: string): Promise<{ sessionId: string }> {
+    return this.#signIn('/auth/login', { email, password }, 'login');
+  }
+
+  /**
+   * Asks for a password-reset link to be mailed to `email`. Resolves the same whether or not an
+   * account uses that address: latchkey does not say (nor does the time it takes).
+   */
+  async forgotPassword(email: string): Promise<void> {
+    const response = await fetch(this.#url('/auth/password/forgot'), {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ email }),
+      credentials: 'omit',
+    });
+    if (!response.ok) await failure(response);
+  }
+
+  /**
+   * Sets a new password with the token of a reset link (the part after `#reset=` of the link at
+   * your APP_URL), and signs in (in every tab), like `login()`. Every other session of the
+   * account ends. Throws `LatchkeyError` `invalid_reset_token` for a link that is unknown, used,
+   * expired or outdated by a later password change.
+   */
+  resetPassword(token: string, newPassword: string): Promise<{ sessionId: string }> {
+    return this.#signIn('/auth/password/reset', { token, new_password: newPassword }, 'reset');
+  }
+
+  /**
+   * Verifies the account's email with the token of a verification link (the part after
+   * `#verify=`). When signed in, renews at once so the token carries `email_verified`. Throws
+   * `LatchkeyError` `invalid_verification_token` for a link that is unknown, used or expired.
+   */
+  async verifyEmail(token: string): Promise<void> {
+    const response = await fetch(this.#url('/auth/email/verify'), {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ token }),
+      credentials: 'omit',
+    });
+    if (!response.ok) await failure(response);
+    if (this.#held) await this.renew();
+  }
+
+  /**
+   * Mails the signed-in user a new verification link. Throws `LatchkeyError`
+   * `too_many_attempts` (see its Retry-After) or `email_already_verified`.
+   */
+  async resendVerification(): Promise<void> {
+    const response = await this.fetch('/auth/email/resend', { method: 'POST' });
+    if (!response.ok) await failure(response);
+  }
+
+  /** A request that answers a token response (login, reset), made and shared like a login. */
+  #signIn(path: string, fields: Record<string, string>, via: 'login' | 'reset'): Promise<{ sessionId: string }> {
     return this.#tabs.exclusive(async () => {
-      const url = this.#url('/auth/login');
+      const url = this.#url(path);
       const key = await this.#keys.get(true);
       const signal = AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS);
-      const body = JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode });
+      const body = JSON.stringify({ ...fields, client: this.#clientLabel, mode: this.mode });
       let response: Response | undefined;
       for (let attempt = 0; attempt < 2 && response === undefined; attempt++) {
         let iatSeconds = this.#clock.nowSeconds();
@@ -247,12 +304,12 @@ export class LatchkeyClient extends EventTarget {
         if (attempt === 0 && (await this.#clockWasOff(answer, iatSeconds))) continue;
         response = answer;
       }
-      if (!response) throw new TypeError('latchkey: no answer to the login');
+      if (!response) throw new TypeError(`latchkey: no answer from ${path}`);
       const arrivedAt = performance.now();
       if (!response.ok) await failure(response);
       const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
       await this.#publishState(held, true);
-      this.#emit('signedin', { sessionId: held.sessionId, via: 'login' });
+      this.#emit('signedin', { sessionId: held.sessionId, via });
       return { sessionId: held.sessionId };
     });
   }

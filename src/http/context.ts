@@ -14,6 +14,8 @@ export interface Caller {
   claims: AccessTokenClaims;
   /** Present after the strict check, which reads it with the session anyway. */
   email?: string;
+  /** Present after the strict check, read with the email. */
+  emailVerified?: boolean;
 }
 
 export interface AppEnv {

@@ -100,7 +100,7 @@ export function requireAccessToken(mode: 'stateless' | 'strict'): MiddlewareHand
     if (mode === 'strict') {
       const liveness = await readSessionLiveness(storeOf(c), claims, configOf(c));
       if (!liveness.live) throw new ApiError(liveness.code, { scheme: proof ? 'DPoP' : 'Bearer' });
-      c.set('caller', { claims, email: liveness.mirror.user.email });
+      c.set('caller', { claims, email: liveness.mirror.user.email, emailVerified: liveness.mirror.user.emailVerified });
     } else {
       c.set('caller', { claims });
     }

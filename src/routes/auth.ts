@@ -17,12 +17,13 @@ import { clearTokenCookie } from '../http/token-cookie';
 import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { checkTokenRequestProof, readProofHeader } from '../dpop/possession';
+import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
 import type { ProofOfPossession } from '../user-authority/results';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
-const MAX_EMAIL_LENGTH = 320;
-const MAX_CLIENT_LABEL = 64;
+export const MAX_EMAIL_LENGTH = 320;
+export const MAX_CLIENT_LABEL = 64;
 const MAX_EVENTS = 100;
 
 /**
@@ -58,7 +59,7 @@ function requirePassword(body: Record<string, unknown>, name: string): string {
   return field.string(body, name, MAX_PASSWORD_LENGTH);
 }
 
-function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
+export function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
   const password = requirePassword(body, name);
   const min = configOf(c).passwordMinLength;
   if (codePoints(password) < min) {
@@ -95,6 +96,7 @@ export const authRoutes = new Hono<AppEnv>()
     await admitHashes(configOf(c).hashBudget, 1);
     const user = { id: crypto.randomUUID(), email, passwordHash: await hashPassword(password), createdAt: now() };
     if (!(await storeOf(c).insertUser(user))) throw new ApiError('email_taken');
+    sendAfterAnswer(c.executionCtx, 'a verification message', () => sendVerificationLink(c.env, configOf(c), user.id));
     return c.json({ user: { id: user.id, email: user.email, created_at: isoInstant(user.createdAt) } }, 201);
   })
 
@@ -114,6 +116,17 @@ export const authRoutes = new Hono<AppEnv>()
       if (user) c.executionCtx.waitUntil(authorityOf(c, user.id).recordLoginFailure({ userId: user.id }));
       throw new ApiError('invalid_credentials');
     }
+    if (configOf(c).requireVerifiedEmail && !user.emailVerified) {
+      // Refused only now, after the password check: only someone who knows the password learns
+      // that the account exists and is unverified. The password was right, so its failure count
+      // goes, and a fresh link goes out (within the per-user allowance): whoever let the first
+      // link expire is not locked out for good.
+      sendAfterAnswer(c.executionCtx, 'a verification message', async () => {
+        await storeOf(c).clearLoginAttempts({ email, clientIp });
+        await sendVerificationLink(c.env, configOf(c), user.id);
+      });
+      throw new ApiError('email_unverified');
+    }
     if (check.needsRehash) chargeHashes(configOf(c).hashBudget, 1);
     const upgraded = check.needsRehash ? await hashPassword(password) : null;
     const grant = await callAuthority(() =>
@@ -124,6 +137,7 @@ export const authRoutes = new Hono<AppEnv>()
         client,
         throttleKey: { email, clientIp },
         dpop,
+        emailVerified: user.emailVerified,
       }),
     );
     return tokenResponse(c, grant, mode);

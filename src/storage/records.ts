@@ -6,6 +6,8 @@ export type SecurityEventType =
   | 'logout'
   | 'logout_all'
   | 'password_changed'
+  | 'password_reset'
+  | 'email_verified'
   | 'reuse_detected'
   | 'generation_mismatch'
   | 'admin_revoked'
@@ -45,12 +47,18 @@ export interface UserState {
   lastLoginAt: number;
   /** The latest instant the user's clock has handed out. */
   clock: number;
+  /**
+   * When this object learned that the email is verified; null before. Set once, never cleared, so
+   * a token's `email_verified` claim (true when minted at or after this instant) is the same for
+   * every token of one generation, whenever it is answered.
+   */
+  emailVerifiedAt: number | null;
 }
 
 /** D1's mirror of a session, with what strict checks need of its user. */
 export interface SessionMirror {
   session: Pick<SessionRecord, 'createdAt' | 'revokedAt'>;
-  user: { revokedBefore: number; email: string };
+  user: { revokedBefore: number; email: string; emailVerified: boolean };
 }
 
 /**

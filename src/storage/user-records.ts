@@ -61,6 +61,8 @@ const MIGRATIONS: readonly string[] = [
      jti   TEXT PRIMARY KEY,
      until INTEGER NOT NULL                          -- after this the proof is too old anyway
    );`,
+  // When the object learned the email is verified (user's clock, ms); NULL before.
+  'ALTER TABLE user_state ADD COLUMN email_verified_at INTEGER;',
 ];
 
 interface SessionRow {
@@ -109,23 +111,32 @@ export class UserRecords {
 
   loadUser(): UserState | null {
     const row = this.sql
-      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number }>(
-        'SELECT user_id, revoked_before, last_login_at, clock FROM user_state',
+      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number; email_verified_at: number | null }>(
+        'SELECT user_id, revoked_before, last_login_at, clock, email_verified_at FROM user_state',
       )
       .toArray()[0];
     if (!row) return null;
-    return { userId: row.user_id, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at, clock: row.clock };
+    return {
+      userId: row.user_id,
+      revokedBefore: row.revoked_before,
+      lastLoginAt: row.last_login_at,
+      clock: row.clock,
+      emailVerifiedAt: row.email_verified_at,
+    };
   }
 
   saveUser(user: UserState): void {
     this.sql.exec(
-      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock) VALUES (1, ?, ?, ?, ?)
+      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock, email_verified_at)
+       VALUES (1, ?, ?, ?, ?, ?)
        ON CONFLICT (singleton) DO UPDATE SET
-         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock`,
+         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock,
+         email_verified_at = excluded.email_verified_at`,
       user.userId,
       user.revokedBefore,
       user.lastLoginAt,
       user.clock,
+      user.emailVerifiedAt,
     );
   }
 

@@ -31,6 +31,11 @@ export interface AccessTokenClaims {
    * with a DPoP proof signed by that key.
    */
   cnf?: { jkt: string };
+  /**
+   * Whether the user's email address was verified when this generation was minted. Absent from
+   * tokens minted before latchkey sent verification links; a verifier treats absent as false.
+   */
+  email_verified?: boolean;
 }
 
 /**
@@ -69,8 +74,10 @@ export function accessTokenClaims(input: {
   config: Pick<Config, 'issuer' | 'audience' | 'clientId'>;
   session: GenerationOfSession;
   jkt?: string | null;
+  /** Whether the user's email was verified by the time this generation was minted. */
+  emailVerified?: boolean;
 }): AccessTokenClaims {
-  const { config, session, jkt } = input;
+  const { config, session, jkt, emailVerified } = input;
   const claims: AccessTokenClaims = {
     iss: config.issuer,
     aud: config.audience,
@@ -83,5 +90,6 @@ export function accessTokenClaims(input: {
     jti: generationJti(session.id, session.gen),
   };
   if (jkt !== undefined && jkt !== null) claims.cnf = { jkt };
+  if (emailVerified !== undefined) claims.email_verified = emailVerified;
   return claims;
 }

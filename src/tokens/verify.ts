@@ -122,7 +122,7 @@ function readConfirmation(cnf: unknown): { jkt: string } | undefined {
 /** Every claim present, of the right type and shape; anything else makes the token invalid. */
 function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenClaims | undefined {
   if (!isRecord(payload)) return undefined;
-  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf, client_id, cnf } = payload;
+  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf, client_id, cnf, email_verified } = payload;
   if (iss !== expect.issuer || aud !== expect.audience) return undefined;
   if (typeof sub !== 'string' || !IDENTIFIER.test(sub)) return undefined;
   if (typeof sid !== 'string' || !IDENTIFIER.test(sid)) return undefined;
@@ -132,6 +132,7 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
   const nowSeconds = expect.nowMs / 1000;
   if (iat > nowSeconds + CLOCK_LEEWAY_SECONDS) return undefined;
   if (nbf !== undefined && (!isNumericDate(nbf) || nbf > nowSeconds + CLOCK_LEEWAY_SECONDS)) return undefined;
+  if (email_verified !== undefined && typeof email_verified !== 'boolean') return undefined;
   const claims: AccessTokenClaims = { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
   if (client_id !== undefined) {
     if (typeof client_id !== 'string' || !CLIENT_ID_PATTERN.test(client_id)) return undefined;
@@ -142,6 +143,7 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
     if (!confirmation) return undefined;
     claims.cnf = confirmation;
   }
+  if (email_verified !== undefined) claims.email_verified = email_verified;
   return claims;
 }
 

@@ -1,6 +1,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
+import { isUsableLink } from '../email/tokens';
 import { StorageUnavailableError } from '../errors';
 import {
   decideRenewal,
@@ -11,7 +12,7 @@ import {
   sessionState,
 } from '../renewal/decide';
 import { NOT_LIVE } from '../storage/liveness';
-import type { SecurityEvent, StoredEvent, UserState } from '../storage/records';
+import type { DirectoryWrite, SecurityEvent, StoredEvent, UserState } from '../storage/records';
 import { Store } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
 import { type AccessTokenClaims, accessTokenClaims } from '../tokens/claims';
@@ -45,7 +46,8 @@ export interface EventPage {
  * The per-user authority: one instance per user (`idFromName(userId)`). It owns that user's hot
  * state in its own SQLite storage (user-records.ts): the user's instants, sessions, generations,
  * security events, and an outbox of writes owed to D1. Every write concerning the user passes
- * through it: login, renewal, logout, logout-all, password change, admin revocation.
+ * through it: login, renewal, logout, logout-all, password change and reset, email verification,
+ * admin revocation.
  *
  * - A renewal touches no D1: load, decide with `decideRenewal`, persist, in one synchronous
  *   storage transaction with nothing awaited in between (PROTOCOL.md invariant 5). The platform
@@ -83,6 +85,10 @@ export class UserAuthority extends DurableObject<Env> {
    * Opens a session after the Worker checked the password. D1 records the session's mirror row
    * first, and only if the hash it checked is still the user's (a password change in between
    * refuses the login); then this object records the session.
+   *
+   * `emailVerified` is what D1 said when the Worker read the password hash. D1 takes a
+   * verification before this object does, so if this object missed one (its answer lost), it
+   * catches up here.
    */
   login(input: {
     userId: string;
@@ -92,6 +98,7 @@ export class UserAuthority extends DurableObject<Env> {
     throttleKey: { email: string; clientIp: string };
     /** The login's DPoP proof, verified by the Worker: the new session is bound to its key. */
     dpop: ProofOfPossession | null;
+    emailVerified: boolean;
   }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(async () => {
       const user = this.#user(input.userId);
@@ -116,8 +123,12 @@ export class UserAuthority extends DurableObject<Env> {
         this.#records.delivered(pending.upToId);
         if (!recorded) return;
         this.#records.insertSession(session);
-        user.lastLoginAt = at;
-        this.#records.saveUser(user);
+        // Loaded again: a renewal may have run while D1 was awaited (theft detected, the user's
+        // revocation instant moved), and saving the copy from before would undo it.
+        const latest = this.#user(user.userId);
+        latest.lastLoginAt = at;
+        if (input.emailVerified) this.#noteEmailVerified(latest, at, 'link');
+        this.#records.saveUser(latest);
         this.#append({
           type: 'login',
           at,
@@ -228,39 +239,98 @@ export class UserAuthority extends DurableObject<Env> {
       const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(user.userId));
       if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
 
-      // Every older session is revoked here first (with its D1 write owed), so that whatever
-      // happens to D1 below, this object renews none of them again.
-      const revokedBefore = this.#tick(user);
-      const at = this.#tick(user);
-      this.#transaction(() => {
-        user.revokedBefore = revokedBefore;
-        this.#records.saveUser(user);
-        this.#records.enqueue({ kind: 'revoke_user', userId: user.userId, at: revokedBefore });
+      const grant = await this.#replacePassword({
+        userId: user.userId,
+        client: current.client,
+        dpopJkt: current.dpopJkt,
+        event: { type: 'password_changed', sessionId: input.sessionId },
+        verifiesEmail: false,
+        record: (pending, session) =>
+          this.#directory.recordPasswordChange({
+            pending,
+            userId: user.userId,
+            checkedPasswordHash: input.checkedPasswordHash,
+            newPasswordHash: input.newPasswordHash,
+            session,
+            throttleKey: input.throttleKey,
+          }),
       });
-      // The person who changed it keeps the key their session was bound to.
-      const session = this.#newSession(user.userId, current.client, at, current.dpopJkt);
+      // Only a write to D1 that bypassed this object can get here; its revocation stands.
+      return grant ? { ok: true, value: grant } : failed('invalid_credentials');
+    });
+  }
+
+  /**
+   * POST /auth/password/reset: the password of the account whose reset link was followed is
+   * replaced exactly as a change replaces it (every session revoked, a fresh one opened for the
+   * person who followed the link), and the link is consumed in the same D1 transaction. Following
+   * the link proves the mailbox, so the email counts as verified from then on.
+   *
+   * The link is read again here, inside this object's turn, before anything is revoked: two
+   * requests with one link (a double click) are one at a time here, and the second finds the link
+   * used and changes nothing, rather than signing out the session the first one opened.
+   */
+  resetPassword(input: {
+    userId: string;
+    tokenHash: string;
+    newPasswordHash: string;
+    client: string | null;
+  }): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(async () => {
+      const link = await this.#sendToDirectory(() => this.#directory.findLinkToken(input.tokenHash));
+      if (!isUsableLink(link, 'reset', input.userId, now()) || link.passwordHashAtIssue === null) {
+        return failed('invalid_reset_token');
+      }
+      const checkedPasswordHash = link.passwordHashAtIssue;
+      const grant = await this.#replacePassword({
+        userId: input.userId,
+        client: input.client,
+        dpopJkt: null,
+        event: { type: 'password_reset', sessionId: null },
+        verifiesEmail: true,
+        record: (pending, session) =>
+          this.#directory.recordPasswordChange({
+            pending,
+            userId: input.userId,
+            checkedPasswordHash,
+            newPasswordHash: input.newPasswordHash,
+            session,
+            throttleKey: null,
+            resetLink: { tokenHash: input.tokenHash },
+          }),
+      });
+      if (!grant) return failed('invalid_reset_token');
+      await this.#keepPruning();
+      return { ok: true, value: grant };
+    });
+  }
+
+  /**
+   * POST /auth/email/verify: D1 consumes the link and marks the email verified, guarded, in one
+   * transaction; then this object records it, so the user's next tokens say `email_verified`.
+   */
+  markEmailVerified(input: { userId: string; tokenHash: string }): Promise<AuthorityResult<null>> {
+    return this.#exclusive(async () => {
+      const at = this.#transaction(() => {
+        const user = this.#user(input.userId);
+        const instant = this.#tick(user);
+        this.#records.saveUser(user);
+        return instant;
+      });
       const pending = this.#records.pending();
-      const changed = await this.#sendToDirectory(() =>
-        this.#directory.recordPasswordChange({
-          pending: pending.writes,
-          userId: user.userId,
-          checkedPasswordHash: input.checkedPasswordHash,
-          newPasswordHash: input.newPasswordHash,
-          session: { id: session.id, createdAt: at },
-          throttleKey: input.throttleKey,
-        }),
+      const verified = await this.#sendToDirectory(() =>
+        this.#directory.recordEmailVerified({ pending: pending.writes, userId: input.userId, tokenHash: input.tokenHash, at }),
       );
       this.#transaction(() => {
         this.#records.delivered(pending.upToId);
-        if (!changed) return;
-        this.#records.insertSession(session);
-        user.lastLoginAt = at;
+        if (!verified) return;
+        const user = this.#user(input.userId);
+        this.#noteEmailVerified(user, at, 'link');
         this.#records.saveUser(user);
-        this.#append({ type: 'password_changed', at: revokedBefore, sessionId: input.sessionId, detail: null });
       });
-      // Only a write to D1 that bypassed this object can get here; its revocation stands.
-      if (!changed) return failed('invalid_credentials');
-      return { ok: true, value: await this.#grant(session, at) };
+      if (!verified) return failed('invalid_verification_token');
+      await this.#keepPruning();
+      return done;
     });
   }
 
@@ -450,6 +520,57 @@ export class UserAuthority extends DurableObject<Env> {
     });
   }
 
+  /**
+   * What a password change and a reset share. Every session of the user is revoked here first,
+   * with its D1 write owed, so that whatever happens to D1 below, this object renews none of them
+   * again; then `record` sends D1 the pending writes, the new hash (guarded) and the fresh
+   * session's mirror row in one batch; only if D1 took the new hash is the fresh session recorded
+   * here and logged. Null when D1 refused it: the revocation stands.
+   */
+  async #replacePassword(input: {
+    userId: string;
+    client: string | null;
+    /** The key the fresh session is bound to: the changing session's, so its holder keeps it. */
+    dpopJkt: string | null;
+    event: { type: 'password_changed' | 'password_reset'; sessionId: string | null };
+    verifiesEmail: boolean;
+    record: (pending: readonly DirectoryWrite[], session: { id: string; createdAt: number }) => Promise<boolean>;
+  }): Promise<TokenGrant | null> {
+    const { revokedBefore, at } = this.#transaction(() => {
+      const user = this.#user(input.userId);
+      const instants = { revokedBefore: this.#tick(user), at: this.#tick(user) };
+      user.revokedBefore = instants.revokedBefore;
+      this.#records.saveUser(user);
+      this.#records.enqueue({ kind: 'revoke_user', userId: user.userId, at: instants.revokedBefore });
+      return instants;
+    });
+    const session = this.#newSession(input.userId, input.client, at, input.dpopJkt);
+    const pending = this.#records.pending();
+    const changed = await this.#sendToDirectory(() => input.record(pending.writes, { id: session.id, createdAt: at }));
+    this.#transaction(() => {
+      this.#records.delivered(pending.upToId);
+      if (!changed) return;
+      this.#records.insertSession(session);
+      // Loaded again, not kept across the await: a renewal may have moved the user's state since.
+      const user = this.#user(input.userId);
+      user.lastLoginAt = at;
+      if (input.verifiesEmail) this.#noteEmailVerified(user, revokedBefore, 'password_reset');
+      this.#records.saveUser(user);
+      this.#append({ type: input.event.type, at: revokedBefore, sessionId: input.event.sessionId ?? session.id, detail: null });
+    });
+    return changed ? this.#grant(session, at) : null;
+  }
+
+  /**
+   * The email is verified from `at` on (once: a later proof changes nothing), logged with how it
+   * was proved. Inside a transaction; the caller saves `user`.
+   */
+  #noteEmailVerified(user: UserState, at: number, via: 'link' | 'password_reset'): void {
+    if (user.emailVerifiedAt !== null) return;
+    user.emailVerifiedAt = at;
+    this.#append({ type: 'email_verified', at, sessionId: null, detail: { via } });
+  }
+
   // ---- D1, the outbox and the alarm ------------------------------------------------------
 
   /** Runs a D1 call; on failure, the writes owed stay owed and the alarm will retry them. */
@@ -523,7 +644,7 @@ export class UserAuthority extends DurableObject<Env> {
 
   /** The user's state, or a fresh one for a user this object has not seen yet. */
   #user(userId: string): UserState {
-    return this.#records.loadUser() ?? { userId, revokedBefore: 0, lastLoginAt: 0, clock: 0 };
+    return this.#records.loadUser() ?? { userId, revokedBefore: 0, lastLoginAt: 0, clock: 0, emailVerifiedAt: null };
   }
 
   /** The next instant of the user's clock: after now and after every instant handed out before. */
@@ -551,9 +672,19 @@ export class UserAuthority extends DurableObject<Env> {
     };
   }
 
-  /** The token of the session's current generation: the same every time it is asked for. */
+  /**
+   * The token of the session's current generation: the same every time it is asked for. Its
+   * `email_verified` says whether the email was verified when the generation was minted, so a
+   * grace answer after a verification is still the very same token.
+   */
   async #grant(session: SessionRecord, at: number): Promise<TokenGrant> {
-    const claims = accessTokenClaims({ config: this.#config, session, jkt: session.dpopJkt });
+    const verifiedAt = this.#records.loadUser()?.emailVerifiedAt ?? null;
+    const claims = accessTokenClaims({
+      config: this.#config,
+      session,
+      jkt: session.dpopJkt,
+      emailVerified: verifiedAt !== null && verifiedAt <= session.genMintedAt,
+    });
     const keyring = await keyringFor(this.#config.signingKeysJson);
     return {
       accessToken: await signAccessToken(claims, keyring),

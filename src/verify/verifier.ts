@@ -46,7 +46,7 @@ export interface VerifierOptions {
 }
 
 /** Why a request is refused: API.md codes, answered as latchkey answers them. */
-export type VerifyFailure = 'missing_token' | 'invalid_dpop_proof' | SessionFault;
+export type VerifyFailure = 'missing_token' | 'invalid_dpop_proof' | 'email_unverified' | SessionFault;
 
 export type VerifyOutcome =
   | { ok: true; claims: AccessTokenClaims }
@@ -72,6 +72,12 @@ export interface VerifyOptions {
   strict?: boolean;
   /** Default `'allowed'`. */
   dpop?: DpopPolicy;
+  /**
+   * Refuse a token whose `email_verified` claim is not `true` (absent counts as false): 403
+   * `email_unverified`. The claim is as of the token's minting, so a person who just verified
+   * passes from their next renewal on.
+   */
+  requireVerifiedEmail?: boolean;
 }
 
 export interface LatchkeyVerifier {
@@ -223,6 +229,9 @@ class Verifier implements LatchkeyVerifier {
       if (proof && !(await this.replay.useOnce(proof.jti, proof.usableUntilMs, proof.jkt))) {
         return { ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' };
       }
+    }
+    if (options.requireVerifiedEmail === true && claims.email_verified !== true) {
+      return { ok: false, code: 'email_unverified' };
     }
     if (!strict || !this.binding) return { ok: true, claims };
     // Checked locally first: a forged or expired token never costs latchkey a call.

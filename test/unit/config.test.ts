@@ -26,6 +26,30 @@ describe('configuration', () => {
       hashBudget: true,
       devServerPort: undefined,
       adminToken: undefined,
+      emailFrom: { address: 'no-reply@localhost', name: 'latchkey' },
+      appUrl: 'http://localhost:8787/',
+      resetTokenTtlSeconds: 1800,
+      verificationTokenTtlSeconds: 86_400,
+      requireVerifiedEmail: false,
+    });
+  });
+
+  it('reads EMAIL_FROM as an address or "Name <address>", APP_URL as a URL, REQUIRE_VERIFIED_EMAIL as true or false', () => {
+    expect(
+      parseConfig({
+        ...base,
+        EMAIL_FROM: 'accounts@mail.example.com',
+        APP_URL: 'https://app.example.com/account?from=mail',
+        REQUIRE_VERIFIED_EMAIL: 'true',
+      }),
+    ).toMatchObject({
+      emailFrom: { address: 'accounts@mail.example.com', name: null },
+      appUrl: 'https://app.example.com/account?from=mail',
+      requireVerifiedEmail: true,
+    });
+    expect(parseConfig({ ...base, EMAIL_FROM: 'Example Accounts <accounts@mail.example.com>' }).emailFrom).toEqual({
+      address: 'accounts@mail.example.com',
+      name: 'Example Accounts',
     });
   });
 
@@ -73,6 +97,17 @@ describe('configuration', () => {
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN must be at least 32 characters/],
     [{ ADDRESS_RATE_LIMIT: 'false' }, /ADDRESS_RATE_LIMIT must be "on" or "off", got "false"/],
     [{ HASH_BUDGET: 'Off' }, /HASH_BUDGET must be "on" or "off"/],
+    [{ EMAIL_FROM: 'not an address' }, /EMAIL_FROM must be an address/],
+    [{ EMAIL_FROM: 'a@example.com\r\nBcc: victim@example.com' }, /EMAIL_FROM must be an address/],
+    [{ EMAIL_FROM: '"Quoted" <a@example.com>' }, /EMAIL_FROM must be an address/],
+    [{ EMAIL_FROM: '<a@example.com>' }, /EMAIL_FROM must be an address/],
+    [{ APP_URL: 'app.example.com' }, /APP_URL must be an http\(s\) URL/],
+    [{ APP_URL: 'javascript:alert(1)' }, /APP_URL must be an http\(s\) URL/],
+    [{ APP_URL: 'https://app.example.com/#done' }, /APP_URL must be an http\(s\) URL without a fragment/],
+    [{ APP_URL: 'https://user:pass@app.example.com/' }, /APP_URL/],
+    [{ RESET_TOKEN_TTL: '0' }, /RESET_TOKEN_TTL must be a whole number from 60 to 86400/],
+    [{ VERIFICATION_TOKEN_TTL: '31536000' }, /VERIFICATION_TOKEN_TTL/],
+    [{ REQUIRE_VERIFIED_EMAIL: 'yes' }, /REQUIRE_VERIFIED_EMAIL must be "true" or "false", got "yes"/],
   ])('refuses %o with a message naming the variable', (override, message) => {
     expect(() => parseConfig({ ...base, ...override })).toThrow(message);
   });

@@ -79,6 +79,19 @@ describe('verifying a token', () => {
     expect(await remoteVerifier().verify(await sign(key, claims, header))).toEqual({ ok: false, code: 'invalid_token' });
   });
 
+  it('requireVerifiedEmail: passes email_verified true, refuses false, absent or a non-boolean', async () => {
+    const verifier = remoteVerifier();
+    const require = { requireVerifiedEmail: true };
+    const verified = await sign(key, { email_verified: true });
+    expect(await verifier.verify(verified, require)).toMatchObject({ ok: true, claims: { email_verified: true } });
+    expect(await verifier.verify(await sign(key, { email_verified: false }), require)).toEqual({ ok: false, code: 'email_unverified' });
+    expect(await verifier.verify(await sign(key), require)).toEqual({ ok: false, code: 'email_unverified' });
+    // Without the option the claim is only read, never required.
+    expect((await verifier.verify(await sign(key, { email_verified: false }))).ok).toBe(true);
+    // A claim of the wrong type makes the token invalid, whatever the option.
+    expect(await verifier.verify(await sign(key, { email_verified: 'yes' }))).toEqual({ ok: false, code: 'invalid_token' });
+  });
+
   it('refuses a token whose kid is published but whose signature is another key', async () => {
     const impostor = await makeKey(key.kid);
     expect(await remoteVerifier().verify(await sign(impostor))).toEqual({ ok: false, code: 'invalid_token' });
@@ -397,6 +410,19 @@ describe('the Hono middleware', () => {
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toBe('Bearer error="invalid_token", error_description="invalid_token"');
     expect(await response.json()).toMatchObject({ code: 'invalid_token' });
+  });
+
+  it('requireVerifiedEmail: answers 403 email_unverified for a token without the claim', async () => {
+    const app = new Hono<{ Variables: LatchkeyVariables }>().get(
+      '/payments',
+      latchkeyAuth(remoteVerifier(), { requireVerifiedEmail: true }),
+      (c) => c.json({ user: c.get('latchkey').sub }),
+    );
+    const refused = await app.request('/payments', { headers: { authorization: `Bearer ${await sign(key)}` } });
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ status: 403, code: 'email_unverified' });
+    const verified = await sign(key, { email_verified: true });
+    expect((await app.request('/payments', { headers: { authorization: `Bearer ${verified}` } })).status).toBe(200);
   });
 
   it('answers 503 with Retry-After when the keys cannot be had', async () => {
