@@ -5,6 +5,7 @@ import { cors } from './http/cors';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
+import { passkeyRoutes } from './routes/passkeys';
 
 /** The Worker's routes. Every failure leaves as a problem document (errors.ts). */
 export const app = new Hono<AppEnv>()
@@ -17,6 +18,7 @@ export const app = new Hono<AppEnv>()
     return c.body(keyring.jwksJson, 200, { 'content-type': 'application/json' });
   })
   .route('/auth', authRoutes)
+  .route('/auth', passkeyRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

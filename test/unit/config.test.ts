@@ -21,6 +21,8 @@ describe('configuration', () => {
       loginMaxFailures: 5,
       loginLockoutSeconds: 900,
       allowedOrigins: ['http://localhost:8787'],
+      rpId: 'localhost',
+      rpName: 'latchkey',
       addressRateLimit: true,
       hashBudget: true,
       adminToken: undefined,
@@ -61,8 +63,22 @@ describe('configuration', () => {
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN must be at least 32 characters/],
     [{ ADDRESS_RATE_LIMIT: 'false' }, /ADDRESS_RATE_LIMIT must be "on" or "off", got "false"/],
     [{ HASH_BUDGET: 'Off' }, /HASH_BUDGET must be "on" or "off"/],
+    [{ RP_ID: 'https://example.com' }, /RP_ID must be a lower-case domain name/],
+    [{ RP_ID: 'example.com:8443' }, /RP_ID/],
+    [{ RP_ID: 'Example.com' }, /RP_ID/],
+    [{ RP_ID: '192.0.2.1' }, /RP_ID/],
+    [{ RP_ID: '' }, /RP_ID/],
+    [{ RP_NAME: ' ' }, /RP_NAME must be 1 to 64 characters/],
+    [{ RP_NAME: 'x'.repeat(65) }, /RP_NAME/],
   ])('refuses %o with a message naming the variable', (override, message) => {
     expect(() => parseConfig({ ...base, ...override })).toThrow(message);
+  });
+
+  it('reads the relying party of passkeys', () => {
+    expect(parseConfig({ ...base, RP_ID: 'auth.example.com', RP_NAME: 'Example' })).toMatchObject({
+      rpId: 'auth.example.com',
+      rpName: 'Example',
+    });
   });
 
   it('reads a comma-separated origin list, and an empty one', () => {
