@@ -1,5 +1,7 @@
+import { type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, startRegistration } from '@simplewebauthn/browser';
 import { RENEW_TIMEOUT_MS } from './timing';
 import { failure, readProblem } from './errors';
+import { assertPasskey, type PasskeyInfo, type PasskeyLoginOptions } from './passkeys';
 import { sendWithPoliteRetry } from './retry';
 import { type SharedState, type TabMessage, Tabs } from './tabs';
 
@@ -48,8 +50,8 @@ export interface SecurityEventInfo {
 export type SignedOutReason = string;
 
 export interface LatchkeyEventMap {
-  /** Signed in: by `login()` in this tab, by another tab (`tab`), or found on `resume()`. */
-  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'tab' | 'resume' }>;
+  /** Signed in: by `login()` or `loginWithPasskey()` in this tab, by another tab (`tab`), or found on `resume()`. */
+  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'passkey' | 'tab' | 'resume' }>;
   /** A new token, renewed by this tab or handed over by another one. */
   renewed: CustomEvent<{ sessionId: string; expiresInMs: number; byThisTab: boolean }>;
   /** Signed out, with the reason to tell the person. */
@@ -206,24 +208,69 @@ export class LatchkeyClient extends EventTarget {
    * `too_many_attempts`, …).
    */
   login(email: string, password: string): Promise<{ sessionId: string }> {
-    return this.#tabs.exclusive(async () => {
-      const response = await sendWithPoliteRetry(() =>
-        fetch(this.#url('/auth/login'), {
-          method: 'POST',
-          headers: JSON_HEADERS,
-          body: JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode }),
-          // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
-          credentials: this.mode === 'cookie' ? 'include' : 'omit',
-          signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
-        }),
+    return this.#tabs.exclusive(() =>
+      this.#openSession('/auth/login', { email, password, client: this.#clientLabel, mode: this.mode }, 'login', true),
+    );
+  }
+
+  /**
+   * Signs in with a passkey (in every tab of this browser): no email is typed, the authenticator
+   * offers the passkeys it holds for this site. With `conditional: true` they are offered in the
+   * autofill of the page's `<input autocomplete="username webauthn">`, and the promise settles
+   * when the person picks one; pass a `signal` to stop waiting. Throws the browser's
+   * `WebAuthnError` when the person cancels, or `LatchkeyError` (`invalid_credentials`) when
+   * latchkey refuses the answer.
+   */
+  async loginWithPasskey(options: PasskeyLoginOptions = {}): Promise<{ sessionId: string }> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const optionsResponse = await fetch(this.#url('/auth/passkeys/login/options'), {
+        method: 'POST',
+        credentials: 'omit',
+        signal: options.signal,
+      });
+      if (!optionsResponse.ok) await failure(optionsResponse);
+      const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialRequestOptionsJSON;
+      // The ceremony runs outside the cross-tab lock: the person may take minutes, and the other
+      // tabs must go on renewing meanwhile.
+      const response = await assertPasskey(optionsJSON, options);
+      if (response === null) continue;
+      return this.#tabs.exclusive(() =>
+        this.#openSession('/auth/passkeys/login', { response, client: this.#clientLabel, mode: this.mode }, 'passkey', false),
       );
-      const arrivedAt = performance.now();
-      if (!response.ok) await failure(response);
-      const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
-      await this.#publishState(held, true);
-      this.#emit('signedin', { sessionId: held.sessionId, via: 'login' });
-      return { sessionId: held.sessionId };
+    }
+  }
+
+  /**
+   * Creates a passkey for the signed-in user and registers it, labelled `name` in the list. Throws
+   * the browser's `WebAuthnError` when the person cancels or the authenticator already holds a
+   * passkey of this account, `LatchkeyError` (`passkey_rejected`) when latchkey refuses it.
+   */
+  async registerPasskey(name?: string): Promise<PasskeyInfo> {
+    const optionsResponse = await this.fetch('/auth/passkeys/register/options', { method: 'POST' });
+    if (!optionsResponse.ok) await failure(optionsResponse);
+    const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialCreationOptionsJSON;
+    const response = await startRegistration({ optionsJSON });
+    const registered = await this.fetch('/auth/passkeys/register', {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ response, name }),
     });
+    if (!registered.ok) await failure(registered);
+    return ((await registered.json()) as { passkey: PasskeyInfo }).passkey;
+  }
+
+  /** The signed-in user's passkeys, newest first. */
+  async passkeys(): Promise<PasskeyInfo[]> {
+    const response = await this.fetch('/auth/passkeys');
+    if (!response.ok) await failure(response);
+    return ((await response.json()) as { passkeys: PasskeyInfo[] }).passkeys;
+  }
+
+  /** Deletes one of the signed-in user's passkeys. Sessions opened with it go on. */
+  async removePasskey(passkeyId: string): Promise<void> {
+    const response = await this.fetch(`/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: 'DELETE' });
+    if (!response.ok) await failure(response);
   }
 
   /**
@@ -319,6 +366,35 @@ export class LatchkeyClient extends EventTarget {
     clearTimeout(this.#timer);
     this.#tabs.close();
     if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this.#onVisible);
+  }
+
+  /**
+   * Posts a sign-in (password or passkey) and makes its session the shared sign-in. Call under the
+   * lock. `retry`: send again after a 503 (retry.ts); only for a request that can be sent twice.
+   */
+  async #openSession(
+    path: string,
+    body: Record<string, unknown>,
+    via: 'login' | 'passkey',
+    retry: boolean,
+  ): Promise<{ sessionId: string }> {
+    const send = () =>
+      fetch(this.#url(path), {
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(body),
+        // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
+        credentials: this.mode === 'cookie' ? 'include' : 'omit',
+        signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
+      });
+    // A passkey answer is not sent twice: its challenge is spent by the first attempt.
+    const response = retry ? await sendWithPoliteRetry(send) : await send();
+    const arrivedAt = performance.now();
+    if (!response.ok) await failure(response);
+    const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
+    await this.#publishState(held, true);
+    this.#emit('signedin', { sessionId: held.sessionId, via });
+    return { sessionId: held.sessionId };
   }
 
   #url(path: string): string {
