@@ -424,6 +424,120 @@ describe('origins', () => {
   });
 });
 
+/**
+ * A virtual authenticator of Chromium (the DevTools Protocol's WebAuthn domain) in the tab of
+ * `page`: a platform authenticator holding discoverable credentials, that verifies the user and
+ * confirms presence by itself, so ceremonies complete with nobody at the keyboard.
+ */
+async function virtualAuthenticator(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return {
+    credentials: async () => (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials,
+  };
+}
+
+/** The base64url form of what CDP reports as base64. */
+const base64url = (base64) => base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+describe('passkeys', () => {
+  it('the demo adds a passkey, and the email field signs in with it by autofill (conditional UI)', { timeout: 60_000 }, async () => {
+    const context = await newContext(browser);
+    const { page, account } = await signedInDemo(context, 'cookie', 'passkey');
+    const authenticator = await virtualAuthenticator(context, page);
+    const userId = await page.evaluate(async () => (await (await fetch('/api/me', { credentials: 'include' })).json()).user_id);
+
+    await page.fill('#passkey-name', 'Virtual authenticator');
+    await page.click('#passkey-add');
+    await page.waitForSelector('#passkeys tr');
+    const [credential] = await authenticator.credentials();
+    assert.equal(credential.isResidentCredential, true, 'a discoverable credential');
+    assert.equal(credential.rpId, 'localhost');
+    assert.equal(Buffer.from(credential.userHandle, 'base64').toString(), userId, 'the user handle is the user id, not the email');
+    assert.equal(await page.getAttribute('#passkeys tr', 'data-passkey-id'), base64url(credential.credentialId));
+    assert.match(await page.textContent('#passkeys tr'), /Virtual authenticator.*never/s);
+    const countAtRegistration = credential.signCount;
+
+    // Signed out, the page offers passkeys in the email field's autofill. The virtual authenticator
+    // answers a conditional request at once, as a person picking the suggestion would.
+    await page.click('#sign-out');
+    await page.waitForFunction(() => document.querySelector('#activity')?.textContent?.includes('Signed out: logout.'));
+    await page.waitForFunction(() => document.querySelector('#activity')?.textContent?.includes('Signed in with a passkey.'), null, {
+      timeout: 15_000,
+    });
+    assert.equal(await stateOf(page), 'signed-in');
+    await page.waitForFunction((email) => document.querySelector('#account-email')?.textContent === email, account.email);
+    assert.equal(await page.evaluate(() => document.cookie), '', 'cookie mode: the token is in the HttpOnly cookie');
+
+    const [used] = await authenticator.credentials();
+    assert.ok(used.signCount > countAtRegistration, 'the authenticator signed once more');
+    await page.click('#refresh-lists');
+    await page.waitForFunction(() => !document.querySelector('#passkeys tr')?.textContent?.includes('never'));
+    await page.waitForFunction(() => document.querySelector('#events')?.textContent?.includes('with a passkey'));
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-passkey.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('a page on an allowed origin registers a passkey and signs in with it in a dialog, through the client', { timeout: 60_000 }, async () => {
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    watchErrors(page);
+    await page.goto(ALLOWED_PAGE);
+    await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
+    const authenticator = await virtualAuthenticator(context, page);
+    const account = newAccount('passkey-allowed');
+    const result = await page.evaluate(
+      async ({ api, email, password }) => {
+        const { createClient, LatchkeyError } = window.latchkey;
+        const client = createClient({ baseUrl: api, mode: 'bearer', clientLabel: 'allowed origin, passkey' });
+        await client.register(email, password);
+        await client.login(email, password);
+        const added = await client.registerPasskey('Allowed page');
+        const passwordSession = client.sessionId;
+        await client.logout();
+
+        const signedIn = await client.loginWithPasskey();
+        const account = await (await client.fetch('/api/account')).json();
+        const passkeys = await client.passkeys();
+        const sessions = await client.sessions();
+        await client.removePasskey(added.id);
+        const left = await client.passkeys();
+        await client.logout();
+        let refused = null;
+        try {
+          await client.loginWithPasskey();
+        } catch (error) {
+          refused = error instanceof LatchkeyError ? error.code : String(error);
+        }
+        return { added, passwordSession, signedIn, account, passkeys, sessions, left, refused, signedInAfter: client.signedIn };
+      },
+      { api: API, ...account },
+    );
+    assert.equal(result.added.name, 'Allowed page');
+    assert.equal(result.account.email, account.email);
+    assert.notEqual(result.signedIn.sessionId, result.passwordSession, 'a new session');
+    assert.deepEqual(result.passkeys.map((passkey) => passkey.id), [result.added.id]);
+    assert.ok(result.passkeys[0].last_used_at, 'the sign-in is recorded on the passkey');
+    assert.deepEqual(result.sessions.map((session) => [session.client, session.current]), [['allowed origin, passkey', true]]);
+    assert.deepEqual(result.left, []);
+    // The authenticator still holds the credential; latchkey no longer accepts it.
+    assert.equal((await authenticator.credentials()).length, 1);
+    assert.equal(result.refused, 'invalid_credentials');
+    assert.equal(result.signedInAfter, false);
+    await context.close();
+  });
+});
+
 describe('clock skew', () => {
   it('a device clock two hours off neither renews in a loop nor lets the token lapse', { timeout: 60_000 }, async () => {
     const skews = [

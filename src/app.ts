@@ -7,6 +7,7 @@ import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
 import { recoveryRoutes } from './routes/recovery';
+import { passkeyRoutes } from './routes/passkeys';
 
 /** The Worker's routes. Every failure leaves as a problem document (errors.ts). */
 export const app = new Hono<AppEnv>()
@@ -21,6 +22,7 @@ export const app = new Hono<AppEnv>()
   })
   .route('/auth', authRoutes)
   .route('/auth', recoveryRoutes)
+  .route('/auth', passkeyRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

@@ -34,7 +34,7 @@ export interface Config {
   eventRetentionDays: number;
   /** At most this many security events are kept per user, the newest. Default 1000. */
   eventRetentionCount: number;
-  /** Exact origins browsers may call from: ALLOWED_ORIGINS, plus the dev server's own under `npm start`. */
+  /** Exact origins browsers may call from: ALLOWED_ORIGINS, plus the dev server's own under `npm start`; also the only origins a passkey ceremony is accepted from. */
   allowedOrigins: readonly string[];
   /** The sender of verification and reset messages: an address, optionally as `Name <address>`. */
   emailFrom: { address: string; name: string | null };
@@ -50,6 +50,13 @@ export interface Config {
   verificationTokenTtlSeconds: number;
   /** Refuse logins of accounts whose email is not verified (403 `email_unverified`). Default false. */
   requireVerifiedEmail: boolean;
+  /**
+   * The WebAuthn relying party ID: the domain passkeys are scoped to (WebAuthn §5.1.1). Each
+   * origin that uses passkeys must be this host or a subdomain of it. Default `localhost`.
+   */
+  rpId: string;
+  /** The relying party's name, shown by some authenticators when a passkey is created. Default `latchkey`. */
+  rpName: string;
   /**
    * Whether the per-address request limit (the `ADDRESS_RATE_LIMITER` binding) guards the routes
    * that hash a password. Default on; `off` is for test suites and load runs that sign many users
@@ -104,6 +111,8 @@ const DEFAULTS = {
   RESET_TOKEN_TTL: '1800',
   VERIFICATION_TOKEN_TTL: '86400',
   REQUIRE_VERIFIED_EMAIL: 'false',
+  RP_ID: 'localhost',
+  RP_NAME: 'latchkey',
   EVENT_RETENTION_DAYS: '365',
   EVENT_RETENTION_COUNT: '1000',
   ADDRESS_RATE_LIMIT: 'on',
@@ -213,6 +222,17 @@ function devServerPort(raw: RawConfig): number | undefined {
   return parsed;
 }
 
+// A lower-case DNS name: labels of letters, digits and inner hyphens. No scheme, port, path or IP
+// address: browsers accept only a registrable domain suffix of the page's host as an RP ID.
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function relyingPartyId(value: string): string {
+  if (!DOMAIN_NAME.test(value) || /^[\d.]+$/.test(value)) {
+    throw new ConfigError(`RP_ID must be a lower-case domain name such as example.com (no scheme or port), got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 /** Parses and validates the configuration, throwing `ConfigError` with the variable's name. */
 export function parseConfig(raw: RawConfig): Config {
   const issuer = text(raw, 'ISSUER');
@@ -249,6 +269,9 @@ export function parseConfig(raw: RawConfig): Config {
   const resetTokenTtlSeconds = wholeNumber(raw, 'RESET_TOKEN_TTL', 60, DAY);
   const verificationTokenTtlSeconds = wholeNumber(raw, 'VERIFICATION_TOKEN_TTL', 300, 30 * DAY);
   const requireVerifiedEmail = trueFalse(raw, 'REQUIRE_VERIFIED_EMAIL');
+  const rpId = relyingPartyId(text(raw, 'RP_ID'));
+  const rpName = text(raw, 'RP_NAME');
+  if (rpName === '' || [...rpName].length > 64) throw new ConfigError('RP_NAME must be 1 to 64 characters');
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
   const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
@@ -289,6 +312,8 @@ export function parseConfig(raw: RawConfig): Config {
     resetTokenTtlSeconds,
     verificationTokenTtlSeconds,
     requireVerifiedEmail,
+    rpId,
+    rpName,
     addressRateLimit,
     hashBudget,
     requireDpop,

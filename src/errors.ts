@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'email_taken'
   | 'invalid_credentials'
+  | 'passkey_rejected'
   | 'too_many_attempts'
   | 'missing_token'
   | 'invalid_token'
@@ -40,7 +41,19 @@ const PROBLEMS = {
   invalid_request: { status: 400, title: 'Invalid request', detail: 'The request is malformed.' },
   payload_too_large: { status: 413, title: 'Payload too large', detail: 'Request bodies are limited to 16 KiB.' },
   email_taken: { status: 409, title: 'Email taken', detail: 'An account with this email already exists.' },
-  invalid_credentials: { status: 401, title: 'Invalid credentials', detail: 'The email or password is wrong.' },
+  // One answer for every refused sign-in, by password or by passkey: which check failed (an
+  // unknown email, a wrong password, an unknown passkey, a spent challenge, a bad signature) is
+  // not the caller's to learn.
+  invalid_credentials: {
+    status: 401,
+    title: 'Invalid credentials',
+    detail: 'The email or password is wrong, or the passkey was not accepted.',
+  },
+  passkey_rejected: {
+    status: 400,
+    title: 'Passkey rejected',
+    detail: 'The passkey could not be registered. Ask for new options and try again.',
+  },
   // One code for both throttles of the password routes (per email and address, and per address
   // alone): clients act on it the same way, and the answer does not say which one tripped.
   too_many_attempts: {

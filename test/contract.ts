@@ -7,6 +7,7 @@ export const API_CODES: ReadonlySet<string> = new Set([
   'payload_too_large',
   'email_taken',
   'invalid_credentials',
+  'passkey_rejected',
   'too_many_attempts',
   'missing_token',
   'invalid_token',

@@ -47,6 +47,8 @@ describe('the RPC surface is exactly the public API', () => {
     'deliver',
     'decideAndPersist',
     'newSession',
+    'openSession',
+    'liveSession',
     'currentClaims',
     'env',
     'ctx',

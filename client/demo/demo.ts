@@ -1,6 +1,14 @@
 // The demo page at /. It uses the very client the Worker serves at /client.js (not a bundled
 // copy), so what the page shows is what an app embedding the client gets.
-import { createClient, type LatchkeyClient, LatchkeyError, type Mode } from '../src/index.js';
+import {
+  createClient,
+  type LatchkeyClient,
+  LatchkeyError,
+  type Mode,
+  type PasskeyInfo,
+  passkeyAutofillSupported,
+  passkeysSupported,
+} from '../src/index.js';
 
 const MODE_KEY = 'latchkey-demo:mode';
 
@@ -39,6 +47,8 @@ const replayResult = element('replay-result');
 const resetForm = element<HTMLFormElement>('reset-form');
 const emailStatus = element('email-status');
 const resendButton = element<HTMLButtonElement>('resend-verification');
+const signinForm = element<HTMLFormElement>('signin-form');
+const passkeyButton = element<HTMLButtonElement>('passkey-signin');
 
 let client!: LatchkeyClient;
 let renewedHere = 0;
@@ -49,6 +59,8 @@ let tokensSeen: string[] = [];
 let replayOutcome = '';
 /** The lifetime of the newest token, for the progress bar. */
 let lifetimeMs = 1;
+/** The pending conditional passkey request (the email field's autofill), while signed out. */
+let autofill: AbortController | null = null;
 
 function clock(): string {
   return new Date().toLocaleTimeString();
@@ -71,6 +83,36 @@ function say(text: string, kind: 'info' | 'error' = 'info'): void {
 function describe(error: unknown): string {
   if (error instanceof LatchkeyError) return `${error.code}: ${error.problem?.detail ?? error.message}`;
   return error instanceof Error ? error.message : String(error);
+}
+
+/** A WebAuthn ceremony that ended because another one started, or because the page stopped it. */
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && error.name === 'AbortError';
+}
+
+function disarmPasskeyAutofill(): void {
+  autofill?.abort();
+  autofill = null;
+  delete signinForm.dataset.passkeyAutofill;
+}
+
+/**
+ * Offers the passkeys of this site in the email field's autofill (conditional mediation) while
+ * signed out. Picking one signs in; the client keeps the request fresh however long the page waits.
+ */
+async function armPasskeyAutofill(): Promise<void> {
+  disarmPasskeyAutofill();
+  const controller = new AbortController();
+  autofill = controller;
+  if (!passkeysSupported() || !(await passkeyAutofillSupported()) || controller.signal.aborted) return;
+  signinForm.dataset.passkeyAutofill = 'armed';
+  try {
+    await client.loginWithPasskey({ conditional: true, signal: controller.signal });
+  } catch (error) {
+    if (controller.signal.aborted || isAbort(error)) return;
+    say(`Passkey sign-in failed: ${describe(error)}`, 'error');
+    if (autofill === controller && !client.signedIn) void armPasskeyAutofill();
+  }
 }
 
 function rememberToken(): void {
@@ -105,7 +147,7 @@ async function refreshAccount(): Promise<void> {
 async function refreshLists(): Promise<void> {
   if (!client.signedIn) return;
   try {
-    const [sessions, events] = await Promise.all([client.sessions(), client.events()]);
+    const [sessions, events] = await Promise.all([client.sessions(), client.events(), refreshPasskeys()]);
     const body = element('sessions');
     body.replaceChildren(
       ...sessions.map((session) => {
@@ -145,11 +187,56 @@ async function refreshLists(): Promise<void> {
         if (event.session_id) item.append(` session ${event.session_id.slice(0, 8)}`);
         const scope = event.detail?.scope;
         if (typeof scope === 'string') item.append(`, scope: ${scope}`);
+        const method = event.detail?.method;
+        if (typeof method === 'string') item.append(`, with a ${method}`);
         return item;
       }),
     );
   } catch (error) {
     log(`Could not load the lists: ${describe(error)}`);
+  }
+}
+
+function passkeyRow(passkey: PasskeyInfo): HTMLTableRowElement {
+  const row = document.createElement('tr');
+  const label = passkey.name ?? 'Unnamed passkey';
+  const cells = [
+    label,
+    new Date(passkey.created_at).toLocaleString(),
+    passkey.last_used_at ? new Date(passkey.last_used_at).toLocaleString() : 'never',
+    passkey.device_type === 'multiDevice' ? (passkey.backed_up ? 'synced' : 'can sync') : 'this device only',
+  ].map((text) => {
+    const cell = document.createElement('td');
+    cell.textContent = text;
+    return cell;
+  });
+  const actionCell = document.createElement('td');
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'danger small';
+  remove.textContent = 'Remove';
+  remove.setAttribute('aria-label', `Remove the passkey ${label}`);
+  remove.addEventListener('click', () => void removePasskey(passkey));
+  actionCell.append(remove);
+  row.dataset.passkeyId = passkey.id;
+  row.append(...cells, actionCell);
+  return row;
+}
+
+async function refreshPasskeys(): Promise<void> {
+  const passkeys = await client.passkeys();
+  element('passkeys').replaceChildren(...passkeys.map(passkeyRow));
+  element('passkeys-table').hidden = passkeys.length === 0;
+  element('passkeys-empty').hidden = passkeys.length > 0;
+}
+
+async function removePasskey(passkey: PasskeyInfo): Promise<void> {
+  try {
+    await client.removePasskey(passkey.id);
+    log(`Removed the passkey ${passkey.name ?? passkey.id.slice(0, 8)}.`);
+    await refreshLists();
+  } catch (error) {
+    log(`Removing the passkey failed: ${describe(error)}`);
   }
 }
 
@@ -164,6 +251,7 @@ async function revokeSession(sessionId: string): Promise<void> {
 }
 
 function onSignedIn(): void {
+  disarmPasskeyAutofill();
   reasonBox.hidden = true;
   reasonBox.textContent = '';
   delete reasonBox.dataset.code;
@@ -189,7 +277,9 @@ function makeClient(mode: Mode): LatchkeyClient {
           ? 'Picked up the existing sign-in.'
           : event.detail.via === 'reset'
             ? 'Password reset: signed in here, signed out everywhere else.'
-            : 'Signed in.',
+            : event.detail.via === 'passkey'
+              ? 'Signed in with a passkey.'
+              : 'Signed in.',
     );
     onSignedIn();
   });
@@ -212,6 +302,7 @@ function makeClient(mode: Mode): LatchkeyClient {
     tokensSeen = [];
     log(`Signed out: ${code}.`);
     showState('signed-out');
+    void armPasskeyAutofill();
   });
   return made;
 }
@@ -250,6 +341,43 @@ element<HTMLFormElement>('signup-form').addEventListener('submit', (event) => {
     );
     element<HTMLInputElement>('signin-email').value = user.email;
     element<HTMLInputElement>('signin-password').focus();
+  }, form.querySelector('button'));
+});
+
+passkeyButton.addEventListener('click', () => {
+  void run(async () => {
+    useMode(selectedMode(signinForm));
+    // The dialog's ceremony replaces the autofill's; the autofill is offered again if it fails.
+    disarmPasskeyAutofill();
+    try {
+      await client.loginWithPasskey();
+    } catch (error) {
+      if (!client.signedIn) void armPasskeyAutofill();
+      if (error instanceof Error && error.name === 'NotAllowedError') throw new Error('No passkey was chosen.');
+      throw error;
+    }
+  }, passkeyButton);
+});
+
+// The autofill signs in with the mode chosen: choosing another one offers it again in that mode.
+for (const radio of signinForm.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
+  radio.addEventListener('change', () => {
+    if (client.signedIn) return;
+    useMode(selectedMode(signinForm));
+    void armPasskeyAutofill();
+  });
+}
+
+element<HTMLFormElement>('passkey-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const name = String(new FormData(form).get('name') ?? '').trim();
+  void run(async () => {
+    const passkey = await client.registerPasskey(name === '' ? undefined : name);
+    form.reset();
+    log(`Added the passkey ${passkey.name ?? passkey.id.slice(0, 8)}.`);
+    say('Passkey added: next time, sign in with it instead of the password.');
+    await refreshLists();
   }, form.querySelector('button'));
 });
 
@@ -380,8 +508,13 @@ const storedMode = localStorage.getItem(MODE_KEY) === 'bearer' ? 'bearer' : 'coo
 (document.querySelector(`#signin-form input[value="${storedMode}"]`) as HTMLInputElement | null)?.click();
 useMode(storedMode);
 setInterval(tick, 100);
+element<HTMLButtonElement>('passkey-add').disabled = !passkeysSupported();
+passkeyButton.hidden = !passkeysSupported();
 const link = takeLinkToken();
 void client.resume().then(async (signedIn) => {
-  if (!signedIn) showState('signed-out');
+  if (!signedIn) {
+    showState('signed-out');
+    void armPasskeyAutofill();
+  }
   if (link) await followLink(link);
 });

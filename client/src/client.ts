@@ -1,5 +1,7 @@
+import { type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, startRegistration } from '@simplewebauthn/browser';
 import { RENEW_TIMEOUT_MS } from './timing';
 import { failure, readProblem } from './errors';
+import { assertPasskey, type PasskeyInfo, type PasskeyLoginOptions } from './passkeys';
 import { sendWithPoliteRetry } from './retry';
 import { makeProof } from './proof';
 import { ProofKeys } from './proof-key';
@@ -52,10 +54,10 @@ export type SignedOutReason = string;
 
 export interface LatchkeyEventMap {
   /**
-   * Signed in: by `login()` in this tab, by `resetPassword()` in this tab (`reset`), by another
-   * tab (`tab`), or found on `resume()`.
+   * Signed in: by `login()` or `loginWithPasskey()` in this tab (`login`, `passkey`), by
+   * `resetPassword()` in this tab (`reset`), by another tab (`tab`), or found on `resume()`.
    */
-  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'reset' | 'tab' | 'resume' }>;
+  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'passkey' | 'reset' | 'tab' | 'resume' }>;
   /** A new token, renewed by this tab or handed over by another one. */
   renewed: CustomEvent<{ sessionId: string; expiresInMs: number; byThisTab: boolean }>;
   /** Signed out, with the reason to tell the person. */
@@ -281,25 +283,31 @@ export class LatchkeyClient extends EventTarget {
     if (!response.ok) await failure(response);
   }
 
-  /** A request that answers a token response (login, reset), made and shared like a login. */
-  #signIn(path: string, fields: Record<string, string>, via: 'login' | 'reset'): Promise<{ sessionId: string }> {
+  /**
+   * A request that answers a token response (login, passkey, reset), made and shared like a login.
+   * A passkey answer is never sent twice (its challenge is spent by the first attempt): no resend
+   * after a 503, nor after a proof dated by a wrong clock.
+   */
+  #signIn(path: string, fields: Record<string, unknown>, via: 'login' | 'passkey' | 'reset'): Promise<{ sessionId: string }> {
+    const resend = via !== 'passkey';
     return this.#tabs.exclusive(async () => {
       const url = this.#url(path);
       const key = await this.#keys.get(true);
       const signal = AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS);
       const body = JSON.stringify({ ...fields, client: this.#clientLabel, mode: this.mode });
       let response: Response | undefined;
-      for (let attempt = 0; attempt < 2 && response === undefined; attempt++) {
+      for (let attempt = 0; attempt < (resend ? 2 : 1) && response === undefined; attempt++) {
         let iatSeconds = this.#clock.nowSeconds();
         // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
         const credentials = this.mode === 'cookie' ? 'include' : 'omit';
         // Each send, retries after a 503 included, carries a proof of its own (a proof is used once).
-        const answer = await sendWithPoliteRetry(async () => {
+        const send = async () => {
           iatSeconds = this.#clock.nowSeconds();
           const headers = new Headers(JSON_HEADERS);
           if (key) headers.set('dpop', await makeProof(key, { method: 'POST', url, iatSeconds }));
           return fetch(url, { method: 'POST', headers, body, credentials, signal });
-        });
+        };
+        const answer = resend ? await sendWithPoliteRetry(send) : await send();
         this.#clock.observe(answer, performance.now());
         if (attempt === 0 && (await this.#clockWasOff(answer, iatSeconds))) continue;
         response = answer;
@@ -312,6 +320,65 @@ export class LatchkeyClient extends EventTarget {
       this.#emit('signedin', { sessionId: held.sessionId, via });
       return { sessionId: held.sessionId };
     });
+  }
+
+
+  /**
+   * Signs in with a passkey (in every tab of this browser): no email is typed, the authenticator
+   * offers the passkeys it holds for this site. With `conditional: true` they are offered in the
+   * autofill of the page's `<input autocomplete="username webauthn">`, and the promise settles
+   * when the person picks one; pass a `signal` to stop waiting. Throws the browser's
+   * `WebAuthnError` when the person cancels, or `LatchkeyError` (`invalid_credentials`) when
+   * latchkey refuses the answer.
+   */
+  async loginWithPasskey(options: PasskeyLoginOptions = {}): Promise<{ sessionId: string }> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const optionsResponse = await fetch(this.#url('/auth/passkeys/login/options'), {
+        method: 'POST',
+        credentials: 'omit',
+        signal: options.signal,
+      });
+      if (!optionsResponse.ok) await failure(optionsResponse);
+      const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialRequestOptionsJSON;
+      // The ceremony runs outside the cross-tab lock: the person may take minutes, and the other
+      // tabs must go on renewing meanwhile.
+      const response = await assertPasskey(optionsJSON, options);
+      if (response === null) continue;
+      return this.#signIn('/auth/passkeys/login', { response }, 'passkey');
+    }
+  }
+
+  /**
+   * Creates a passkey for the signed-in user and registers it, labelled `name` in the list. Throws
+   * the browser's `WebAuthnError` when the person cancels or the authenticator already holds a
+   * passkey of this account, `LatchkeyError` (`passkey_rejected`) when latchkey refuses it.
+   */
+  async registerPasskey(name?: string): Promise<PasskeyInfo> {
+    const optionsResponse = await this.fetch('/auth/passkeys/register/options', { method: 'POST' });
+    if (!optionsResponse.ok) await failure(optionsResponse);
+    const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialCreationOptionsJSON;
+    const response = await startRegistration({ optionsJSON });
+    const registered = await this.fetch('/auth/passkeys/register', {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ response, name }),
+    });
+    if (!registered.ok) await failure(registered);
+    return ((await registered.json()) as { passkey: PasskeyInfo }).passkey;
+  }
+
+  /** The signed-in user's passkeys, newest first. */
+  async passkeys(): Promise<PasskeyInfo[]> {
+    const response = await this.fetch('/auth/passkeys');
+    if (!response.ok) await failure(response);
+    return ((await response.json()) as { passkeys: PasskeyInfo[] }).passkeys;
+  }
+
+  /** Deletes one of the signed-in user's passkeys. Sessions opened with it go on. */
+  async removePasskey(passkeyId: string): Promise<void> {
+    const response = await this.fetch(`/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: 'DELETE' });
+    if (!response.ok) await failure(response);
   }
 
   /**

@@ -12,14 +12,13 @@ import {
   storeOf,
 } from '../http/context';
 import { addressRateLimit } from '../http/rate-limit';
+import { loginProof } from '../http/login-proof';
 import { presentedCredential, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
 import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
-import { checkTokenRequestProof, readProofHeader } from '../dpop/possession';
 import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
-import type { ProofOfPossession } from '../user-authority/results';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 export const MAX_EMAIL_LENGTH = 320;
@@ -66,26 +65,6 @@ export function requireNewPassword(c: AppContext, body: Record<string, unknown>,
     throw new ApiError('invalid_request', { detail: `"${name}" must be at least ${min} characters.` });
   }
   return password;
-}
-
-/**
- * The login's DPoP proof (RFC 9449 §5): none asks for an unbound session, unless REQUIRE_DPOP;
- * one that is there must be valid for this request, never silently ignored, or a client that
- * believes its session bound would be handed a bearer token.
- */
-async function loginProof(c: AppContext): Promise<ProofOfPossession | null> {
-  const checked = await checkTokenRequestProof({
-    proof: readProofHeader(c.req.raw),
-    method: c.req.method,
-    url: c.req.url,
-    nowMs: now(),
-  });
-  if (!checked.ok || (checked.proof === undefined && configOf(c).requireDpop)) {
-    throw new ApiError('invalid_dpop_proof', { tokenRequest: true });
-  }
-  if (checked.proof === undefined) return null;
-  const { jkt, jti, usableUntilMs } = checked.proof;
-  return { kind: 'dpop', jkt, jti, usableUntilMs };
 }
 
 export const authRoutes = new Hono<AppEnv>()

@@ -1,6 +1,42 @@
 import type { LinkPurpose, LinkTokenRecord } from '../email/tokens';
 import { StorageUnavailableError } from '../errors';
-import type { DirectoryWrite, SessionMirror } from './records';
+import type {
+  DirectoryWrite,
+  NewPasskey,
+  PasskeyCredential,
+  PasskeyDeviceType,
+  PasskeyLoginRecord,
+  PasskeyRecord,
+  SessionMirror,
+} from './records';
+
+interface PasskeyRow {
+  credential_id: string;
+  user_id: string;
+  name: string | null;
+  counter: number;
+  backed_up: number;
+  device_type: PasskeyDeviceType;
+  transports: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+const PASSKEY_COLUMNS = 'credential_id, user_id, name, counter, backed_up, device_type, transports, created_at, last_used_at';
+
+function toPasskey(row: PasskeyRow): PasskeyRecord {
+  return {
+    id: row.credential_id,
+    userId: row.user_id,
+    name: row.name,
+    counter: row.counter,
+    deviceType: row.device_type,
+    backedUp: row.backed_up === 1,
+    transports: JSON.parse(row.transports) as string[],
+    createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
 
 /** A fixed-window count of messages per key (table email_sends). */
 export interface SendAllowance {
@@ -417,33 +453,169 @@ export class Store {
     return results[pending.length]?.meta.changes === 1;
   }
 
+  // ---- passkeys ----------------------------------------------------------------------------
+
+  /** The user's passkeys, newest first. */
+  async passkeysOf(userId: string): Promise<PasskeyRecord[]> {
+    const { results } = await this.guard(() =>
+      this.db
+        .prepare(`SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE user_id = ?1 ORDER BY created_at DESC, credential_id`)
+        .bind(userId)
+        .all<PasskeyRow>(),
+    );
+    return results.map(toPasskey);
+  }
+
+  /** Records the challenge of a passkey sign-in's request options, until `expiresAt`. */
+  async insertLoginChallenge(challenge: string, expiresAt: number): Promise<void> {
+    await this.guard(() =>
+      this.db.prepare('INSERT INTO webauthn_challenges (challenge, expires_at) VALUES (?1, ?2)').bind(challenge, expiresAt).run(),
+    );
+  }
+
+  /**
+   * A passkey sign-in's first step, in one round trip: spends the challenge its client data names
+   * (deleted whether or not it is still valid, so it can be answered at most once) and looks the
+   * presented credential up. The challenge counts only if it was issued here and has not expired.
+   */
+  async beginPasskeyLogin(input: { challenge: string; credentialId: string; nowMs: number }): Promise<{
+    challengeValid: boolean;
+    credential: PasskeyCredential | null;
+  }> {
+    const [spent, found] = await this.batch([
+      this.db.prepare('DELETE FROM webauthn_challenges WHERE challenge = ?1 RETURNING expires_at').bind(input.challenge),
+      this.db
+        .prepare('SELECT credential_id, user_id, public_key, counter, transports FROM passkeys WHERE credential_id = ?1')
+        .bind(input.credentialId),
+    ]);
+    const challenge = spent?.results[0] as { expires_at: number } | undefined;
+    const row = found?.results[0] as
+      | { credential_id: string; user_id: string; public_key: string; counter: number; transports: string }
+      | undefined;
+    return {
+      challengeValid: challenge !== undefined && challenge.expires_at > input.nowMs,
+      credential: row
+        ? {
+            id: row.credential_id,
+            userId: row.user_id,
+            publicKey: row.public_key,
+            counter: row.counter,
+            transports: JSON.parse(row.transports) as string[],
+          }
+        : null,
+    };
+  }
+
+  /**
+   * Stores a verified passkey for the user. False when the credential ID is already registered to
+   * anyone else, or to this user with another key (WebAuthn §7.1 step 26: a credential ID names one
+   * credential of one user). The same passkey sent again (a retry after a lost answer) is true.
+   */
+  async insertPasskey(userId: string, passkey: NewPasskey, nowMs: number): Promise<PasskeyRecord | null> {
+    const [, stored] = await this.batch([
+      this.db
+        .prepare(
+          `INSERT INTO passkeys (credential_id, user_id, public_key, counter, backed_up, device_type, transports, name, created_at)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (credential_id) DO NOTHING`,
+        )
+        .bind(
+          passkey.id,
+          userId,
+          passkey.publicKey,
+          passkey.counter,
+          passkey.backedUp ? 1 : 0,
+          passkey.deviceType,
+          JSON.stringify(passkey.transports),
+          passkey.name,
+          nowMs,
+        ),
+      this.db
+        .prepare(`SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?1 AND user_id = ?2 AND public_key = ?3`)
+        .bind(passkey.id, userId, passkey.publicKey),
+    ]);
+    const row = stored?.results[0] as PasskeyRow | undefined;
+    return row ? toPasskey(row) : null;
+  }
+
+  /** Deletes one of the user's passkeys; false if the user has none by that ID. */
+  async deletePasskey(userId: string, credentialId: string): Promise<boolean> {
+    const result = await this.guard(() =>
+      this.db.prepare('DELETE FROM passkeys WHERE credential_id = ?1 AND user_id = ?2').bind(credentialId, userId).run(),
+    );
+    return result.meta.changes === 1;
+  }
+
+  /**
+   * A passkey sign-in's D1 part, in one transaction after the object's pending writes: the
+   * session's mirror row, only if the passkey is still the user's and the counter presented is
+   * above the one stored (WebAuthn §7.2 step 22; both zero means the authenticator keeps no
+   * counter); then the passkey's new counter, backup state and last use, only if the session was
+   * recorded. The guard and the update are one transaction, so of two sign-ins presenting the same
+   * counter only one can pass. What the guard saw is read back to tell why a refusal happened.
+   */
+  async recordPasskeyLogin(input: {
+    pending: readonly DirectoryWrite[];
+    session: { id: string; userId: string; createdAt: number };
+    credentialId: string;
+    counter: number;
+    deviceType: PasskeyDeviceType;
+    backedUp: boolean;
+  }): Promise<PasskeyLoginRecord> {
+    const { pending, session, credentialId, counter, deviceType, backedUp } = input;
+    const results = await this.batch([
+      ...pending.map((write) => this.writeStatement(write)),
+      this.db
+        .prepare(
+          `INSERT INTO sessions (id, user_id, created_at)
+           SELECT ?1, ?2, ?3 WHERE EXISTS (
+             SELECT 1 FROM passkeys WHERE credential_id = ?4 AND user_id = ?2
+                AND (counter < ?5 OR (counter = 0 AND ?5 = 0)))`,
+        )
+        .bind(session.id, session.userId, session.createdAt, credentialId, counter),
+      this.db
+        .prepare(
+          `UPDATE passkeys SET counter = ?3, backed_up = ?4, device_type = ?5, last_used_at = ?6
+            WHERE credential_id = ?1 AND user_id = ?2 AND EXISTS (SELECT 1 FROM sessions WHERE id = ?7)`,
+        )
+        .bind(credentialId, session.userId, counter, backedUp ? 1 : 0, deviceType, session.createdAt, session.id),
+      this.db
+        .prepare('SELECT counter FROM passkeys WHERE credential_id = ?1 AND user_id = ?2')
+        .bind(credentialId, session.userId),
+    ]);
+    if (results[pending.length]?.meta.changes === 1) return { kind: 'recorded' };
+    const row = results[pending.length + 2]?.results[0] as { counter: number } | undefined;
+    return row ? { kind: 'counter_regressed', storedCounter: row.counter } : { kind: 'gone' };
+  }
+
   // ---- pruning -----------------------------------------------------------------------------
 
   /**
    * Deletes what can no longer matter (the Cron Trigger, daily): mirror rows of sessions past
    * SESSION_MAX_AGE, which no strict check can find live; login-throttle rows whose failures
    * and lockout have run out; emailed links past their expiry, used or not (nothing can use them);
-   * and message counts whose window has run out. Returns how many rows of each went.
+   * message counts whose window has run out; and passkey sign-in challenges past their expiry. Returns how many rows of each went.
    */
   async prune(input: {
     sessionsCreatedBefore: number;
     attemptsStaleBefore: number;
     sendWindowsStartedBefore: number;
     nowMs: number;
-  }): Promise<{ sessions: number; attempts: number; links: number; sends: number }> {
-    const [sessions, attempts, links, sends] = await this.batch([
+  }): Promise<{ sessions: number; attempts: number; links: number; sends: number; challenges: number }> {
+    const [sessions, attempts, links, sends, challenges] = await this.batch([
       this.db.prepare('DELETE FROM sessions WHERE created_at < ?1').bind(input.sessionsCreatedBefore),
       this.db
         .prepare('DELETE FROM login_attempts WHERE last_failure_at < ?1 AND locked_until <= ?2')
         .bind(input.attemptsStaleBefore, input.nowMs),
       this.db.prepare('DELETE FROM email_tokens WHERE expires_at <= ?1').bind(input.nowMs),
       this.db.prepare('DELETE FROM email_sends WHERE window_started_at < ?1').bind(input.sendWindowsStartedBefore),
+      this.db.prepare('DELETE FROM webauthn_challenges WHERE expires_at <= ?1').bind(input.nowMs),
     ]);
     return {
       sessions: sessions?.meta.changes ?? 0,
       attempts: attempts?.meta.changes ?? 0,
       links: links?.meta.changes ?? 0,
       sends: sends?.meta.changes ?? 0,
+      challenges: challenges?.meta.changes ?? 0,
     };
   }
 }

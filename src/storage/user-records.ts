@@ -63,6 +63,13 @@ const MIGRATIONS: readonly string[] = [
    );`,
   // When the object learned the email is verified (user's clock, ms); NULL before.
   'ALTER TABLE user_state ADD COLUMN email_verified_at INTEGER;',
+  // Challenges of passkey registrations the user asked for and has not answered yet, each bound
+  // to the session that asked. Sign-in challenges have no user yet and live in D1 instead.
+  `CREATE TABLE passkey_challenges (
+     challenge  TEXT PRIMARY KEY,                -- base64url, as sent in the creation options
+     session_id TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   );`,
 ];
 
 interface SessionRow {
@@ -214,6 +221,41 @@ export class UserRecords {
     );
   }
 
+  // ---- passkey registration challenges ------------------------------------------------------
+
+  /**
+   * Records a registration challenge for `sessionId` until `expiresAt`. Expired ones go first, and
+   * only the newest `kept` stay: the user's object must not grow with every options request.
+   */
+  savePasskeyChallenge(challenge: string, sessionId: string, expiresAt: number, nowMs: number, kept: number): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE expires_at <= ?', nowMs);
+    this.sql.exec(
+      'INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES (?, ?, ?)',
+      challenge,
+      sessionId,
+      expiresAt,
+    );
+    this.sql.exec(
+      `DELETE FROM passkey_challenges WHERE challenge NOT IN
+         (SELECT challenge FROM passkey_challenges ORDER BY expires_at DESC, rowid DESC LIMIT ?)`,
+      kept,
+    );
+  }
+
+  /** Whether `challenge` was issued to `sessionId` and is unexpired at `nowMs`. */
+  holdsPasskeyChallenge(challenge: string, sessionId: string, nowMs: number): boolean {
+    return (
+      this.sql
+        .exec('SELECT 1 FROM passkey_challenges WHERE challenge = ? AND session_id = ? AND expires_at > ?', challenge, sessionId, nowMs)
+        .toArray().length === 1
+    );
+  }
+
+  /** Spends a registration challenge. */
+  deletePasskeyChallenge(challenge: string): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE challenge = ?', challenge);
+  }
+
   // ---- events ------------------------------------------------------------------------------
 
   /**
@@ -299,7 +341,8 @@ export class UserRecords {
   /**
    * Deletes what can no longer matter: sessions that no token can renew any more (past the
    * absolute limit, or whose newest token is past the idle limit: rule 2 refuses every token of
-   * theirs before any record is read), and events beyond the retention by age or count.
+   * theirs before any record is read), events beyond the retention by age or count, and
+   * registration challenges past their expiry.
    */
   prune(input: {
     sessionsCreatedBefore: number;
@@ -307,7 +350,9 @@ export class UserRecords {
     eventsBefore: number;
     eventsKept: number;
     proofsBefore: number;
+    nowMs: number;
   }): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE expires_at <= ?', input.nowMs);
     this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
       input.sessionsCreatedBefore,
@@ -326,7 +371,7 @@ export class UserRecords {
     const row = this.sql
       .exec<{ n: number }>(
         `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox)
-              + (SELECT COUNT(*) FROM used_proofs) AS n`,
+              + (SELECT COUNT(*) FROM used_proofs) + (SELECT COUNT(*) FROM passkey_challenges) AS n`,
       )
       .one();
     return row.n > 0;

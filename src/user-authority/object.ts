@@ -2,7 +2,8 @@ import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
 import { isUsableLink } from '../email/tokens';
-import { StorageUnavailableError } from '../errors';
+import { type ErrorCode, StorageUnavailableError } from '../errors';
+import { PASSKEY_CHALLENGE_TTL_MS } from '../passkeys/ceremony';
 import {
   decideRenewal,
   type PresentedProof,
@@ -12,7 +13,16 @@ import {
   sessionState,
 } from '../renewal/decide';
 import { NOT_LIVE } from '../storage/liveness';
-import type { DirectoryWrite, SecurityEvent, StoredEvent, UserState } from '../storage/records';
+import type {
+  DirectoryWrite,
+  EventDetail,
+  NewPasskey,
+  PasskeyDeviceType,
+  PasskeyRecord,
+  SecurityEvent,
+  StoredEvent,
+  UserState,
+} from '../storage/records';
 import { Store } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
 import { type AccessTokenClaims, accessTokenClaims } from '../tokens/claims';
@@ -24,6 +34,8 @@ import { type AuthorityResult, done, failed, type ProofOfPossession, type TokenG
 const COALESCE_WINDOW_MS = 60 * 60 * 1000;
 /** How often the object looks for sessions and events it may delete, while it holds any. */
 const PRUNE_INTERVAL_MS = 24 * 60 * 60 * 1000;
+/** Registration challenges kept per user, the newest: options asked for and never answered. */
+const MAX_PENDING_REGISTRATIONS = 5;
 /** Retries of writes owed to D1 back off from 1 s, doubling, up to this. */
 const MAX_RETRY_DELAY_MS = 5 * 60 * 1000;
 
@@ -46,8 +58,8 @@ export interface EventPage {
  * The per-user authority: one instance per user (`idFromName(userId)`). It owns that user's hot
  * state in its own SQLite storage (user-records.ts): the user's instants, sessions, generations,
  * security events, and an outbox of writes owed to D1. Every write concerning the user passes
- * through it: login, renewal, logout, logout-all, password change and reset, email verification,
- * admin revocation.
+ * through it: login (by password or passkey), renewal, logout, logout-all, password change and
+ * reset, email verification, admin revocation, adding and removing passkeys.
  *
  * - A renewal touches no D1: load, decide with `decideRenewal`, persist, in one synchronous
  *   storage transaction with nothing awaited in between (PROTOCOL.md invariant 5). The platform
@@ -85,10 +97,6 @@ export class UserAuthority extends DurableObject<Env> {
    * Opens a session after the Worker checked the password. D1 records the session's mirror row
    * first, and only if the hash it checked is still the user's (a password change in between
    * refuses the login); then this object records the session.
-   *
-   * `emailVerified` is what D1 said when the Worker read the password hash. D1 takes a
-   * verification before this object does, so if this object missed one (its answer lost), it
-   * catches up here.
    */
   login(input: {
     userId: string;
@@ -100,45 +108,153 @@ export class UserAuthority extends DurableObject<Env> {
     dpop: ProofOfPossession | null;
     emailVerified: boolean;
   }): Promise<AuthorityResult<TokenGrant>> {
-    return this.#exclusive(async () => {
-      const user = this.#user(input.userId);
-      const at = this.#tick(user);
-      const fresh = this.#transaction(() => {
-        this.#records.saveUser(user);
-        return input.dpop === null || this.#records.useProofOnce(input.dpop.jti, input.dpop.usableUntilMs);
-      });
-      if (!fresh) return failed('invalid_dpop_proof');
-      const session = this.#newSession(user.userId, input.client, at, input.dpop?.jkt ?? null);
-      const pending = this.#records.pending();
-      const recorded = await this.#sendToDirectory(() =>
-        this.#directory.recordLogin({
-          pending: pending.writes,
+    return this.#openSession(
+      {
+        userId: input.userId,
+        client: input.client,
+        detail: input.client === null ? null : { client: input.client },
+        dpop: input.dpop,
+        emailVerified: input.emailVerified,
+      },
+      async (pending, session) => ({
+        opened: await this.#directory.recordLogin({
+          pending,
           session,
           checkedPasswordHash: input.checkedPasswordHash,
           upgradedPasswordHash: input.upgradedPasswordHash,
           throttleKey: input.throttleKey,
         }),
-      );
-      this.#transaction(() => {
-        this.#records.delivered(pending.upToId);
-        if (!recorded) return;
-        this.#records.insertSession(session);
-        // Loaded again: a renewal may have run while D1 was awaited (theft detected, the user's
-        // revocation instant moved), and saving the copy from before would undo it.
-        const latest = this.#user(user.userId);
-        latest.lastLoginAt = at;
-        if (input.emailVerified) this.#noteEmailVerified(latest, at, 'link');
-        this.#records.saveUser(latest);
-        this.#append({
-          type: 'login',
-          at,
-          sessionId: session.id,
-          detail: session.client === null ? null : { client: session.client },
-        });
+        refusal: null,
+      }),
+    );
+  }
+
+  /**
+   * Opens a session after the Worker verified a passkey's signature over a challenge it spent: a
+   * sign-in like a password login in every respect (renewal rules, events, and `last_login_at`,
+   * since the person proved their credentials). D1 records the session's mirror row first, only
+   * if the passkey is still the user's and the signature counter presented is above the stored
+   * one; a counter that is not is refused and logged as `passkey_counter_regressed`.
+   */
+  loginWithPasskey(input: {
+    userId: string;
+    passkeyId: string;
+    counter: number;
+    deviceType: PasskeyDeviceType;
+    backedUp: boolean;
+    userVerified: boolean;
+    client: string | null;
+    /** The sign-in's DPoP proof, verified by the Worker: the new session is bound to its key. */
+    dpop: ProofOfPossession | null;
+  }): Promise<AuthorityResult<TokenGrant>> {
+    const detail: EventDetail = { method: 'passkey', passkey_id: input.passkeyId, user_verified: input.userVerified };
+    if (input.client !== null) detail.client = input.client;
+    const opening = { userId: input.userId, client: input.client, detail, dpop: input.dpop, emailVerified: false };
+    return this.#openSession(opening, async (pending, session) => {
+      const recorded = await this.#directory.recordPasskeyLogin({
+        pending,
+        session,
+        credentialId: input.passkeyId,
+        counter: input.counter,
+        deviceType: input.deviceType,
+        backedUp: input.backedUp,
       });
-      if (!recorded) return failed('invalid_credentials');
-      await this.#keepPruning();
-      return { ok: true, value: await this.#grant(session, at) };
+      switch (recorded.kind) {
+        case 'recorded':
+          return { opened: true, refusal: null };
+        case 'gone':
+          return { opened: false, refusal: null };
+        case 'counter_regressed':
+          return {
+            opened: false,
+            refusal: {
+              type: 'passkey_counter_regressed',
+              detail: { passkey_id: input.passkeyId, stored_counter: recorded.storedCounter, presented_counter: input.counter },
+            },
+          };
+      }
+    });
+  }
+
+  /**
+   * Issues a registration challenge to a live session of the user: the Worker sends it in the
+   * creation options, and only that session can spend it, before it expires (`addPasskey`).
+   */
+  async beginPasskeyRegistration(input: { userId: string; sessionId: string; challenge: string }): Promise<AuthorityResult<null>> {
+    const refused = this.#transaction(() => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      const nowMs = now();
+      this.#records.savePasskeyChallenge(
+        input.challenge,
+        input.sessionId,
+        nowMs + PASSKEY_CHALLENGE_TTL_MS,
+        nowMs,
+        MAX_PENDING_REGISTRATIONS,
+      );
+      return null;
+    });
+    if (refused) return refused;
+    await this.#keepPruning();
+    return done;
+  }
+
+  /**
+   * Stores a passkey whose registration the Worker verified, if the challenge it answers was
+   * issued to this session and has not expired, and the session is still live here (whatever
+   * D1's mirror told the strict check). The challenge is spent once D1 has answered, so a retry
+   * after D1 failed can use it again and a replay after success cannot.
+   */
+  addPasskey(input: {
+    userId: string;
+    sessionId: string;
+    challenge: string;
+    passkey: NewPasskey;
+  }): Promise<AuthorityResult<PasskeyRecord>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      if (!this.#records.holdsPasskeyChallenge(input.challenge, input.sessionId, now())) return failed('passkey_rejected');
+      const at = this.#tick(user);
+      this.#transaction(() => this.#records.saveUser(user));
+      const stored = await this.#sendToDirectory(() => this.#directory.insertPasskey(user.userId, input.passkey, at));
+      this.#transaction(() => {
+        this.#records.deletePasskeyChallenge(input.challenge);
+        if (stored) {
+          this.#append({
+            type: 'passkey_added',
+            at,
+            sessionId: input.sessionId,
+            detail: { passkey_id: stored.id, name: stored.name },
+          });
+        }
+      });
+      return stored ? { ok: true, value: stored } : failed('passkey_rejected');
+    });
+  }
+
+  /**
+   * Deletes one of the user's passkeys, for a live session of theirs. Every account has a password
+   * (registration requires one and nothing removes it), so no removal can leave the account
+   * without a way to sign in. Sessions opened with the passkey stay: ending them is logout-all's.
+   */
+  removePasskey(input: { userId: string; sessionId: string; passkeyId: string }): Promise<AuthorityResult<null>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      const removed = await this.#sendToDirectory(() => this.#directory.deletePasskey(user.userId, input.passkeyId));
+      if (!removed) return failed('not_found');
+      this.#transaction(() => {
+        // Loaded again: a renewal may have moved the user's state while D1 was awaited.
+        const latest = this.#user(user.userId);
+        const at = this.#tick(latest);
+        this.#records.saveUser(latest);
+        this.#append({ type: 'passkey_removed', at, sessionId: input.sessionId, detail: { passkey_id: input.passkeyId } });
+      });
+      return done;
     });
   }
 
@@ -404,9 +520,72 @@ export class UserAuthority extends DurableObject<Env> {
         eventsBefore: nowMs - this.#config.eventRetentionDays * 86_400_000,
         eventsKept: this.#config.eventRetentionCount,
         proofsBefore: nowMs,
+        nowMs,
       }),
     );
     if (this.#records.holdsAnything()) await this.ctx.storage.setAlarm(nowMs + PRUNE_INTERVAL_MS);
+  }
+
+  // ---- opening a session -----------------------------------------------------------------
+
+  /**
+   * The one path of every sign-in. `record` writes the session's D1 mirror row, guarded by what
+   * the Worker checked (the password hash, or the passkey and its counter), in one batch after the
+   * writes this object owes D1; only if it was written does this object record the session (bound
+   * to the login proof's key, if one came), move `last_login_at` (the user proved their
+   * credentials: PROTOCOL.md rule 7) and log `login`. A refusal may name an event to log instead.
+   */
+  #openSession(
+    input: {
+      userId: string;
+      client: string | null;
+      detail: EventDetail | null;
+      dpop: ProofOfPossession | null;
+      emailVerified: boolean;
+    },
+    record: (
+      pending: readonly DirectoryWrite[],
+      session: SessionRecord,
+    ) => Promise<{ opened: boolean; refusal: Pick<SecurityEvent, 'type' | 'detail'> | null }>,
+  ): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const at = this.#tick(user);
+      const fresh = this.#transaction(() => {
+        this.#records.saveUser(user);
+        return input.dpop === null || this.#records.useProofOnce(input.dpop.jti, input.dpop.usableUntilMs);
+      });
+      if (!fresh) return failed('invalid_dpop_proof');
+      const session = this.#newSession(user.userId, input.client, at, input.dpop?.jkt ?? null);
+      const pending = this.#records.pending();
+      const { opened, refusal } = await this.#sendToDirectory(() => record(pending.writes, session));
+      this.#transaction(() => {
+        this.#records.delivered(pending.upToId);
+        if (!opened) {
+          if (refusal) this.#append({ ...refusal, at, sessionId: null });
+          return;
+        }
+        this.#records.insertSession(session);
+        // Loaded again: a renewal may have run while D1 was awaited (theft detected, the user's
+        // revocation instant moved), and saving the copy from before would undo it.
+        const latest = this.#user(user.userId);
+        latest.lastLoginAt = at;
+        if (input.emailVerified) this.#noteEmailVerified(latest, at, 'link');
+        this.#records.saveUser(latest);
+        this.#append({ type: 'login', at, sessionId: session.id, detail: input.detail });
+      });
+      if (!opened) return failed('invalid_credentials');
+      await this.#keepPruning();
+      return { ok: true, value: await this.#grant(session, at) };
+    });
+  }
+
+  /** Null when `sessionId` is a live session of the user here; else the refusal to answer. */
+  #liveSession(user: UserState, sessionId: string): { ok: false; code: ErrorCode } | null {
+    const session = this.#records.loadSession(user.userId, sessionId);
+    const state = sessionState(session, user, now(), renewalPolicy(this.#config));
+    if (!session || state !== 'live') return failed(NOT_LIVE[state === 'live' ? 'revoked' : state]);
+    return null;
   }
 
   // ---- load, decide, persist -------------------------------------------------------------

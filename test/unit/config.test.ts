@@ -22,6 +22,8 @@ describe('configuration', () => {
       loginMaxFailures: 5,
       loginLockoutSeconds: 900,
       allowedOrigins: ['http://localhost:8787'],
+      rpId: 'localhost',
+      rpName: 'latchkey',
       addressRateLimit: true,
       hashBudget: true,
       devServerPort: undefined,
@@ -108,12 +110,26 @@ describe('configuration', () => {
     [{ RESET_TOKEN_TTL: '0' }, /RESET_TOKEN_TTL must be a whole number from 60 to 86400/],
     [{ VERIFICATION_TOKEN_TTL: '31536000' }, /VERIFICATION_TOKEN_TTL/],
     [{ REQUIRE_VERIFIED_EMAIL: 'yes' }, /REQUIRE_VERIFIED_EMAIL must be "true" or "false", got "yes"/],
+    [{ RP_ID: 'https://example.com' }, /RP_ID must be a lower-case domain name/],
+    [{ RP_ID: 'example.com:8443' }, /RP_ID/],
+    [{ RP_ID: 'Example.com' }, /RP_ID/],
+    [{ RP_ID: '192.0.2.1' }, /RP_ID/],
+    [{ RP_ID: '' }, /RP_ID/],
+    [{ RP_NAME: ' ' }, /RP_NAME must be 1 to 64 characters/],
+    [{ RP_NAME: 'x'.repeat(65) }, /RP_NAME/],
   ])('refuses %o with a message naming the variable', (override, message) => {
     expect(() => parseConfig({ ...base, ...override })).toThrow(message);
   });
 
   it('takes a CLIENT_ID of visible ASCII, a URL included', () => {
     expect(parseConfig({ ...base, CLIENT_ID: 'https://notes.example.com' }).clientId).toBe('https://notes.example.com');
+  });
+
+  it('reads the relying party of passkeys', () => {
+    expect(parseConfig({ ...base, RP_ID: 'auth.example.com', RP_NAME: 'Example' })).toMatchObject({
+      rpId: 'auth.example.com',
+      rpName: 'Example',
+    });
   });
 
   it('reads a comma-separated origin list, and an empty one', () => {
