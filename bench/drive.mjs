@@ -1,6 +1,7 @@
 // The load generator, a process of its own (forked by bench/run.mjs, driven over IPC), so its CPU
 // is not the Worker's. It keeps, across runs, the newest token of every session it renews.
 import autocannon from 'autocannon';
+import { boundRenewalHeaders } from './bound.mjs';
 import { request } from './http.mjs';
 import { cpuMs } from './proc.mjs';
 
@@ -11,6 +12,8 @@ const renewable = {};
 
 const json = { 'content-type': 'application/json' };
 const bearer = (token) => ({ authorization: `Bearer ${token}` });
+/** A renewal's credential: the token, and for a session bound to a key (bench/bound.mjs) a fresh proof. */
+const renewalHeaders = (session) => (session.proofJwk ? boundRenewalHeaders(session, `${url}/auth/renew`) : bearer(session.token));
 
 function cyclic(items) {
   let next = 0;
@@ -35,7 +38,7 @@ function renewalScenario(setName, stats) {
         if (!session) throw new Error(`no idle session left in ${setName}: more connections than sessions`);
         context.session = session;
         inFlight.add(session);
-        return { ...request, headers: bearer(session.token) };
+        return { ...request, headers: renewalHeaders(session) };
       },
       onResponse(status, body, context) {
         const { session } = context;
@@ -58,7 +61,7 @@ function renewalScenario(setName, stats) {
  */
 async function settle(setName, inFlight, stats) {
   for (const session of inFlight) {
-    const { status, text: body } = await request(`${url}/auth/renew`, { method: 'POST', headers: bearer(session.token) });
+    const { status, text: body } = await request(`${url}/auth/renew`, { method: 'POST', headers: renewalHeaders(session) });
     if (status === 200) {
       session.token = JSON.parse(body).access_token;
       renewable[setName].push(session);
@@ -112,7 +115,9 @@ function scenario(name, stats) {
     case 'floor-one':
       return { requests: [{ method: 'POST', path: `/bench/floor/${sets.oneKey}` }] };
     case 'renew-spread':
-    case 'renew-one': {
+    case 'renew-one':
+    case 'renew-unbound':
+    case 'renew-bound': {
       const { request, inFlight } = renewalScenario(name, stats);
       return { requests: [request], inFlight };
     }
@@ -248,6 +253,8 @@ process.on('message', async (message) => {
       sets = message.sets;
       renewable['renew-spread'] = (sets.renewSpread ?? []).map((session) => ({ ...session }));
       renewable['renew-one'] = (sets.renewOne ?? []).map((session) => ({ ...session }));
+      renewable['renew-unbound'] = (sets.renewUnbound ?? []).map((session) => ({ ...session }));
+      renewable['renew-bound'] = (sets.renewBound ?? []).map((session) => ({ ...session }));
       process.send({ type: 'ready' });
     } else if (message.type === 'run') {
       process.send({ type: 'result', id: message.id, result: await run(message.spec) });

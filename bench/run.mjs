@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: latchkey against the floors it cannot beat, side by side, in interleaved rounds.
 // Options: --rounds N (7), --seconds S per timed run (1.2), --only NAME (only the pairs whose scenario
-// contains NAME: me, account, renew, login; `shape` for the breakdown alone; `storm` for the login
-// storm rows alone),
+// contains NAME: me, account, renew, login, bound; `shape` for the breakdown alone; `storm` for the
+// login storm rows alone),
 // --out FILE (also write the markdown report there), --inspect (workerd inspector on 9321),
 // --persist DIR (keep D1 and Durable Object storage on disk, as `wrangler dev` does, instead of in memory),
 // --port P (8821) and --inspector-port Q (9321) where the workerd it starts listens.
@@ -17,6 +17,7 @@ import { fmt, median, startDriver } from './common.mjs';
 import { bundle, startMiniflare, workerdVersion } from './host.mjs';
 import { cpuMs, workerdPids } from './proc.mjs';
 import { requestJson } from './http.mjs';
+import { seedBound } from './bound.mjs';
 
 const { values: options } = parseArgs({
   options: {
@@ -58,7 +59,13 @@ const PAIRS = [
   // The login's own cost over its hash: the hash budget, which would space these logins out, is
   // off for these requests (the storm rows below measure it).
   { op: 'POST /auth/login (hash budget off)', floor: 'hash', subject: 'login-unbudgeted', connections: 1, amount: LOGINS_PER_RUN },
+  // A renewal of a session bound to a DPoP key, with a fresh proof each, against an unbound renewal
+  // of the same users: what binding adds (the proof's check, its jti recorded in the user's object).
+  { op: 'POST /auth/renew, bound to a DPoP key, 64 users', floor: 'renew-unbound', subject: 'renew-bound', connections: 1 },
+  { op: 'POST /auth/renew, bound to a DPoP key, 64 users', floor: 'renew-unbound', subject: 'renew-bound', connections: 32 },
 ];
+/** Scenarios whose sessions bench/bound.mjs makes through the API; the others need seed(). */
+const BOUND_SCENARIOS = new Set(['renew-unbound', 'renew-bound']);
 /**
  * The login storm: each subject quiet, then with two logins continuously in flight with the hash
  * budget on (as deployed), then the same with it off, in the same round. Logins are scrypt-bound:
@@ -86,6 +93,7 @@ const FLOOR_NAMES = {
   'floor-spread': 'DO call + D1 write, 1,000 keys',
   'floor-one': 'DO call + D1 write, 1 key',
   hash: 'scrypt verify alone',
+  'renew-unbound': 'POST /auth/renew, unbound, same users',
 };
 
 /** The storm rows: medians over the rounds of each side, and of the ratios taken within a round. */
@@ -358,8 +366,16 @@ async function main() {
       keepObjects: true,
     });
     log(`serving at ${host.url}, workerd pids ${workerdPids().join(' ')}`);
-    const sets = await seed(host.url);
-    log(`seeded ${USERS} users x ${SESSIONS_PER_USER} sessions and one user with ${SOLO_SESSIONS} in ${fmt((performance.now() - began) / 1000, 1)} s`);
+    const scenarios = PAIRS.flatMap((pair) => [pair.floor, pair.subject]);
+    const onlyBound = !runStorms && options.only !== 'shape' && scenarios.every((name) => BOUND_SCENARIOS.has(name));
+    const sets = onlyBound ? await postJson(host.url, '/bench/setup').then(() => ({})) : await seed(host.url);
+    if (scenarios.some((name) => BOUND_SCENARIOS.has(name))) {
+      Object.assign(sets, await seedBound(host.url, { password: PASSWORD, runId: Math.random().toString(36).slice(2, 8) }));
+    }
+    const seeded = [onlyBound ? '' : `${USERS} users x ${SESSIONS_PER_USER} sessions and one user with ${SOLO_SESSIONS}`, sets.renewBound ? `${sets.renewBound.length} users with a bound and an unbound session` : '']
+      .filter(Boolean)
+      .join(', ');
+    log(`seeded ${seeded} in ${fmt((performance.now() - began) / 1000, 1)} s`);
     driver = startDriver();
     await driver.init(host.url, sets);
 

@@ -7,7 +7,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { base64url, type CryptoKey, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Hono } from 'hono';
-import schema from '../schema.sql';
+import schema from '../migrations/0001_directory.sql';
 import worker from '../src/index';
 import { configFrom } from '../src/config';
 import { verifyDpopProof } from '../src/dpop/proof';

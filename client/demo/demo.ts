@@ -123,7 +123,7 @@ function rememberToken(): void {
     client.mode === 'bearer'
       ? tokensSeen.length < 2
         ? 'Wait for a renewal (or press "Renew now"): there is no old token yet.'
-        : `This tab has seen ${tokensSeen.length} tokens of this session; the oldest will be replayed.`
+        : `This tab has seen ${tokensSeen.length} tokens of this session; the oldest will be replayed, as a copy without this browser's key would be.`
       : 'In cookie mode this page cannot read any token: that is the point of an HttpOnly cookie. Sign in with page memory to try it.';
 }
 
@@ -476,6 +476,7 @@ replayButton.addEventListener('click', () => {
     const oldest = tokensSeen[0];
     if (!oldest) return;
     // Deliberately outside the client: this is what an attacker holding a copied token would do.
+    // It has the token but not this browser's key, so it sends no proof.
     const response = await fetch('/auth/renew', {
       method: 'POST',
       headers: { authorization: `Bearer ${oldest}` },
@@ -487,6 +488,17 @@ replayButton.addEventListener('click', () => {
       return;
     }
     replayResult.dataset.code = body.code ?? '';
+    if (body.code === 'invalid_dpop_proof') {
+      // A bound session (RFC 9449): the copy is refused before the session is even looked at.
+      replayResult.textContent =
+        `POST /auth/renew → ${response.status} invalid_dpop_proof\n` +
+        "Refused. This session is bound to a key that only this browser holds: it lives in the browser's key store and cannot be exported, not even by this page. " +
+        "The replayed token went out without a proof of that key, as a copy taken from a log, a proxy or another machine would, so it cannot renew, sign out or read anything. " +
+        'Nothing was revoked: this tab stays signed in and keeps renewing. The refusal is recorded as a proof_failed security event.';
+      log('Replayed the oldest token without the key: refused (invalid_dpop_proof), nothing revoked.');
+      await refreshLists();
+      return;
+    }
     if (body.code === 'token_reused') {
       replayOutcome = ' The replayed token was answered 401 token_reused: the server detected the reuse and revoked the session.';
     }
