@@ -97,7 +97,7 @@ export class HashBudget {
   }
 
   /**
-   * Resolves when `hashes` hashes may run, having waited at most `maxWaitMs`; throws ApiError 503
+   * Resolves when `hashes` hashes may run, having waited at most `longestWaitMs`; throws ApiError 503
    * `temporarily_unavailable` with `retryAfterSeconds` when the wait would be longer. Call it
    * before anything that depends on who is signing in.
    */
