@@ -208,64 +208,63 @@ async function failedLogin(kind: FailedLogin, email: string, from: string): Prom
   return { answer, afterAnswer };
 }
 
-/** Hashes the budget lets run at once or within its longest wait, from idle. */
-const ADMITTED_FROM_IDLE =
-  HASH_BUDGET_POLICY.burst + Math.floor((HASH_BUDGET_POLICY.maxWaitMs * HASH_BUDGET_POLICY.hashesPerSecond) / 1000);
-
 let idleAt = Date.now();
 /**
  * Freezes the clock an hour past any earlier test's: the budget's schedule is then in the past,
- * and the budget is idle. Frozen, every request of a test sees the same instant, so which of them
- * are admitted does not depend on how fast the machine hashes.
+ * and the budget is idle. Frozen, every request of a test sees the same instant, and hashes time
+ * at zero, which the budget ignores, so its spacing stays what it was when the test began: which
+ * requests are admitted does not depend on how fast the machine hashes meanwhile. Returns how
+ * many hashes the budget admits from idle, at once or within its longest wait.
  */
-function idleBudget(): void {
+function idleBudget(): number {
   idleAt += 3_600_000;
   testClock.set(idleAt);
+  return HASH_BUDGET_POLICY.burst + Math.floor(isolateHashBudget.longestWaitMs / isolateHashBudget.intervalMs);
 }
 
 describe('Security: a bounded share of the isolate for password hashing', () => {
   it('concurrent logins: a burst goes at once, the next wait their turn, the rest get 503 temporarily_unavailable with Retry-After', async () => {
     const { email } = await signedInUser();
-    idleBudget();
+    const admittedFromIdle = idleBudget();
     const before = isolateHashBudget.counts;
     const answers = await Promise.all(
-      Array.from({ length: ADMITTED_FROM_IDLE + 2 }, (_, i) =>
+      Array.from({ length: admittedFromIdle + 2 }, (_, i) =>
         send({ hashBudget: true }, '/auth/login', { ...loginBody(email, PASSWORD), from: `198.51.100.${i + 1}` }),
       ),
     );
     const statuses = answers.map((answer) => answer.status).sort();
-    expect(statuses).toEqual([...Array(ADMITTED_FROM_IDLE).fill(200), 503, 503]);
+    expect(statuses).toEqual([...Array(admittedFromIdle).fill(200), 503, 503]);
     for (const refused of answers.filter((answer) => answer.status === 503)) {
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       await expectProblem(refused, 503, 'temporarily_unavailable');
     }
     const after = isolateHashBudget.counts;
-    expect(after.admitted - before.admitted).toBe(ADMITTED_FROM_IDLE);
+    expect(after.admitted - before.admitted).toBe(admittedFromIdle);
     expect(after.refused - before.refused).toBe(2);
   });
 
   it('with HASH_BUDGET=off the same logins all go through', async () => {
     const { email } = await signedInUser();
-    idleBudget();
+    const admittedFromIdle = idleBudget();
     const answers = await Promise.all(
-      Array.from({ length: ADMITTED_FROM_IDLE + 2 }, (_, i) =>
+      Array.from({ length: admittedFromIdle + 2 }, (_, i) =>
         send({ hashBudget: false }, '/auth/login', { ...loginBody(email, PASSWORD), from: `198.51.100.${i + 1}` }),
       ),
     );
-    expect(answers.map((answer) => answer.status)).toEqual(Array(ADMITTED_FROM_IDLE + 2).fill(200));
+    expect(answers.map((answer) => answer.status)).toEqual(Array(admittedFromIdle + 2).fill(200));
   });
 
   it('an unknown email and a wrong password, logging in at once: identical answers and identical work, admitted or refused', async () => {
     const { email } = await signedInUser();
-    idleBudget();
-    const kinds = Array.from({ length: 2 * ADMITTED_FROM_IDLE }, (_, i): FailedLogin => (i % 2 === 0 ? 'unknown email' : 'wrong password'));
+    const admittedFromIdle = idleBudget();
+    const kinds = Array.from({ length: 2 * admittedFromIdle }, (_, i): FailedLogin => (i % 2 === 0 ? 'unknown email' : 'wrong password'));
     const outcomes = await Promise.all(kinds.map((kind, i) => failedLogin(kind, email, `203.0.113.${i + 1}`)));
     const answers = outcomes.map((outcome) => outcome.answer);
 
     const admitted = answers.filter((answer) => answer.status === 401);
     const refused = answers.filter((answer) => answer.status === 503);
-    expect(admitted).toHaveLength(ADMITTED_FROM_IDLE);
-    expect(refused).toHaveLength(ADMITTED_FROM_IDLE);
+    expect(admitted).toHaveLength(admittedFromIdle);
+    expect(refused).toHaveLength(admittedFromIdle);
     // Whatever the kind, an admitted failure is one answer and one amount of work; so is a refusal.
     expect(new Set(admitted.map((answer) => JSON.stringify(answer)))).toHaveProperty('size', 1);
     expect(new Set(refused.map((answer) => JSON.stringify(answer)))).toHaveProperty('size', 1);
@@ -273,21 +272,22 @@ describe('Security: a bounded share of the isolate for password hashing', () => 
     // A refusal comes before anything is read: no statement, no object, nothing to tell them apart.
     expect(refused[0]?.work).toEqual({ statements: [], objects: 0 });
     // Admitted in the order they came, so both kinds were in each group.
-    expect(new Set(answers.slice(0, ADMITTED_FROM_IDLE).map((answer) => answer.status))).toEqual(new Set([401]));
+    expect(new Set(answers.slice(0, admittedFromIdle).map((answer) => answer.status))).toEqual(new Set([401]));
     // Only after the answer, and only for a real account, is the failure recorded in its object.
-    expect(outcomes.slice(0, ADMITTED_FROM_IDLE).map((outcome) => outcome.afterAnswer)).toEqual(
-      kinds.slice(0, ADMITTED_FROM_IDLE).map((kind) => (kind === 'wrong password' ? ['recordLoginFailure'] : [])),
+    expect(outcomes.slice(0, admittedFromIdle).map((outcome) => outcome.afterAnswer)).toEqual(
+      kinds.slice(0, admittedFromIdle).map((kind) => (kind === 'wrong password' ? ['recordLoginFailure'] : [])),
     );
   });
 
   it('in one and the same budget state, an unknown email and a wrong password wait alike and are refused alike', async () => {
     const { email } = await signedInUser();
-    const interval = 1000 / HASH_BUDGET_POLICY.hashesPerSecond;
+    const admittedFromIdle = idleBudget();
+    const interval = isolateHashBudget.intervalMs;
     const states = {
       // The burst is spent: the next hash waits one interval.
       queued: HASH_BUDGET_POLICY.burst,
       // The burst and the longest wait are spent: the next hash is refused.
-      exhausted: ADMITTED_FROM_IDLE + 1,
+      exhausted: admittedFromIdle + 1,
     };
     for (const [state, booked] of Object.entries(states)) {
       const seen: Array<Answer & { admitted: number; refused: number; waitedMs: number }> = [];
@@ -312,8 +312,8 @@ describe('Security: a bounded share of the isolate for password hashing', () => 
 
   it('a refused login is not counted as a failed attempt against the lockout', async () => {
     const { email } = await signedInUser();
-    idleBudget();
-    isolateHashBudget.charge(ADMITTED_FROM_IDLE + 4);
+    const admittedFromIdle = idleBudget();
+    isolateHashBudget.charge(admittedFromIdle + 4);
     // With one failure allowed, a single counted refusal would lock the right password out.
     const strict = { LOGIN_MAX_FAILURES: '1' };
     for (let i = 0; i < 3; i++) {
@@ -327,8 +327,9 @@ describe('Security: a bounded share of the isolate for password hashing', () => 
 
   it('the browser client sends a refused login again after Retry-After, and signs in', async () => {
     const { email } = await signedInUser();
-    idleBudget();
-    isolateHashBudget.charge(ADMITTED_FROM_IDLE + 2);
+    // Spent just past its longest wait: refused, and told to come back within a turn or so.
+    const admittedFromIdle = idleBudget();
+    isolateHashBudget.charge(admittedFromIdle);
     const seen: Array<{ status: number; retryAfter: string | null }> = [];
     const slept: number[] = [];
     const response = await sendWithPoliteRetry(

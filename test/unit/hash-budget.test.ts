@@ -3,7 +3,8 @@ import { ApiError } from '../../src/errors';
 import { HashBudget } from '../../src/passwords/budget';
 
 /** A budget on a hand-moved clock whose waits are recorded, not slept. */
-function budgetAt(startMs: number, policy = { hashesPerSecond: 2, burst: 2, maxWaitMs: 1000 }) {
+/** A quarter of the time for hashes assumed to take 125 ms: one turn every 500 ms. */
+function budgetAt(startMs: number, policy = { share: 0.25, assumedHashMs: 125, burst: 2, maxWaitMs: 1000 }) {
   let nowMs = startMs;
   const waits: number[] = [];
   const budget = new HashBudget(
@@ -89,6 +90,34 @@ describe('the hash budget (GCRA)', () => {
     expect(waits).toEqual([]);
   });
 
+  it('spaces turns by the timed cost of a hash: hashes that take longer are admitted less often', async () => {
+    const { budget, waits } = budgetAt(0);
+    budget.observe(250);
+    expect(budget.intervalMs).toBe(1000);
+    for (let i = 0; i < 3; i++) await budget.admit();
+    expect(waits).toEqual([1000]);
+    await refusal(budget.admit());
+    // Slower still: turns further apart than the longest wait; one request may still queue.
+    budget.observe(2250);
+    expect(budget.intervalMs).toBe(3000);
+    expect(budget.longestWaitMs).toBe(3000);
+  });
+
+  it('keeps a running estimate, ignores timings of zero, and never takes a hash for cheaper than assumed', () => {
+    const { budget } = budgetAt(0);
+    expect(budget.intervalMs).toBe(500);
+    budget.observe(0);
+    expect(budget.intervalMs).toBe(500);
+    budget.observe(400);
+    budget.observe(0);
+    expect(budget.intervalMs).toBe(1600);
+    budget.observe(200);
+    // A quarter of the way from 400 ms to 200 ms.
+    expect(budget.intervalMs).toBe(1400);
+    for (let i = 0; i < 50; i++) budget.observe(10);
+    expect(budget.intervalMs).toBe(500);
+  });
+
   it('starts over when the clock steps back further than any schedule could reach', async () => {
     const clock = budgetAt(10_000_000);
     clock.budget.charge(8);
@@ -98,7 +127,8 @@ describe('the hash budget (GCRA)', () => {
   });
 
   it('refuses a policy that would admit nothing', () => {
-    expect(() => new HashBudget({ hashesPerSecond: 0, burst: 1, maxWaitMs: 0 })).toThrow(RangeError);
-    expect(() => new HashBudget({ hashesPerSecond: 1, burst: 0, maxWaitMs: 0 })).toThrow(RangeError);
+    expect(() => new HashBudget({ share: 0, assumedHashMs: 125, burst: 1, maxWaitMs: 0 })).toThrow(RangeError);
+    expect(() => new HashBudget({ share: 1.5, assumedHashMs: 125, burst: 1, maxWaitMs: 0 })).toThrow(RangeError);
+    expect(() => new HashBudget({ share: 0.25, assumedHashMs: 125, burst: 0, maxWaitMs: 0 })).toThrow(RangeError);
   });
 });
