@@ -1,7 +1,6 @@
 import { abortAllDurableObjects, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { Store } from '../src/storage/store';
-import type { UserAuthority } from '../src/user-authority/object';
+import { UserAuthority } from '../src/user-authority/object';
 
 /**
  * When a matching statement runs: fail before it reaches D1; fail inside D1 in the middle of its
@@ -110,11 +109,72 @@ export async function evictUserObjects(): Promise<void> {
   await abortAllDurableObjects();
 }
 
-/** Swaps the D1 that the user's object writes through; `undefined` restores the real one. */
-export async function setAuthorityD1(userId: string, db: D1Database | undefined): Promise<void> {
-  await runInDurableObject(authorityStub(userId), (instance) => {
-    (instance as unknown as { store: Store }).store = new Store(db ?? env.DB);
+/**
+ * A `USER_AUTHORITY` binding for the Worker's fetch (test/direct.ts) whose objects reach D1
+ * through `db`. The object keeps its D1 in a `#private` field, so nothing is overwritten: each
+ * call runs, inside the user's real object (`runInDurableObject`), on a fresh `UserAuthority`
+ * constructed over the same storage with an env whose `DB` is `db`. Storage, alarm and
+ * everything persisted are the real object's; only the D1 it talks to differs. Every call's
+ * method name is appended to `calls` when given.
+ *
+ * Unlike the platform's stub, arguments and results are not copied, and calls through two such
+ * stubs are not queued behind each other (`#exclusive` is per instance); tests that race calls use
+ * the real stub for one side.
+ */
+export function authorityNamespace(db: D1Database, calls?: string[]): DurableObjectNamespace<UserAuthority> {
+  const real = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  const objectEnv = { ...env, DB: db } as Env;
+  return new Proxy(real, {
+    get(target, property) {
+      if (property === 'get') {
+        return (id: DurableObjectId) => authorityOver(target.get(id), objectEnv, calls);
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
   });
+}
+
+/** The user's object as `authorityNamespace(db)` reaches it: its own storage, `db` as its D1. */
+export function authorityStubWith(userId: string, db: D1Database, calls?: string[]): DurableObjectStub<UserAuthority> {
+  const namespace = authorityNamespace(db, calls);
+  return namespace.get(namespace.idFromName(userId));
+}
+
+/** The Worker's bindings with `db` as D1 for the Worker and for the user objects it calls. */
+export function bindingsWith(db: D1Database, calls?: string[]): Env {
+  return { ...env, DB: db, USER_AUTHORITY: authorityNamespace(db, calls) } as unknown as Env;
+}
+
+function authorityOver(
+  stub: DurableObjectStub<UserAuthority>,
+  objectEnv: Env,
+  calls: string[] | undefined,
+): DurableObjectStub<UserAuthority> {
+  const api = UserAuthority.prototype as unknown as Record<string, unknown>;
+  return new Proxy(stub, {
+    get(target, property) {
+      if (typeof property !== 'string' || property === 'constructor' || typeof api[property] !== 'function') {
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        calls?.push(property);
+        return runInDurableObject(target, (_instance, state) => {
+          const fresh = new UserAuthority(state, objectEnv) as unknown as Record<string, (...a: unknown[]) => unknown>;
+          return (fresh[property] as (...a: unknown[]) => unknown).apply(fresh, args);
+        });
+      };
+    },
+  });
+}
+
+/**
+ * The D1 seam of the store the user's object used to expose. The object's D1 is `#private` now:
+ * pass `bindingsWith(db)` (or `authorityNamespace(db)`) to the Worker instead.
+ */
+export async function setAuthorityD1(_userId: string, _db: D1Database | undefined): Promise<never> {
+  throw new Error("setAuthorityD1 no longer reaches the object's D1: call the Worker with bindingsWith(db)");
 }
 
 /**
