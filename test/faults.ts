@@ -141,6 +141,15 @@ export function authorityStubWith(userId: string, db: D1Database, calls?: string
   return namespace.get(namespace.idFromName(userId));
 }
 
+/**
+ * Runs the object's alarm handler as the platform would, but with `db` as its D1 (D1 still down,
+ * say). The platform removes a due alarm before running the handler: call `clearAlarm` first.
+ */
+export function runAlarmWith(userId: string, db: D1Database): Promise<void> {
+  const objectEnv = { ...env, DB: db } as Env;
+  return runInDurableObject(authorityStub(userId), (_instance, state) => new UserAuthority(state, objectEnv).alarm());
+}
+
 /** The Worker's bindings with `db` as D1 for the Worker and for the user objects it calls. */
 export function bindingsWith(db: D1Database, calls?: string[]): Env {
   return { ...env, DB: db, USER_AUTHORITY: authorityNamespace(db, calls) } as unknown as Env;
@@ -196,5 +205,43 @@ export class StatementFaults {
     const index = this.seen.push(sql) - 1;
     if (inBatch) this.batched.add(index);
     return index === this.failAt ? this.timing : undefined;
+  };
+}
+
+/**
+ * A D1Database that holds the first statement or batch any of whose SQL matches `holds` until
+ * `release()`, to run something else while a request waits on D1. `reached()` resolves once it is
+ * held. Both sides wait by polling a flag with timers rather than on a promise the other side
+ * resolves: a promise settled from another Durable Object's context would run the waiter's
+ * continuation in that context, and workerd refuses I/O objects used across contexts.
+ */
+export function heldD1(
+  db: D1Database,
+  holds: (sql: string) => boolean,
+): { db: D1Database; reached(): Promise<void>; release(): void } {
+  const state = { held: false, released: false };
+  const until = async (done: () => boolean) => {
+    while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  const hold = async (sqls: string[]) => {
+    if (state.held || !sqls.some(holds)) return;
+    state.held = true;
+    await until(() => state.released);
+  };
+  return {
+    reached: () => until(() => state.held),
+    release: () => {
+      state.released = true;
+    },
+    db: interceptD1(db, {
+      async statement(sql, method, real, args) {
+        await hold([sql]);
+        return runStatement(real, method, args);
+      },
+      async batch(sqls, execute) {
+        await hold(sqls);
+        return execute();
+      },
+    }),
   };
 }
