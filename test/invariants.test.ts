@@ -213,6 +213,68 @@ describe('PROTOCOL.md invariants', () => {
       expect(await storedSession(id, token.session_id)).toMatchObject({ gen: 1, revoked_at: null });
     });
 
+    it("a login does not write back the user's state it read before awaiting D1 (a reuse detected meanwhile stands)", async () => {
+      testClock.set(Date.now() + HOUR_MS);
+      const { id, email } = await signedInUser();
+      const other = await login(email);
+      const { superseded } = await sessionWithSupersededToken(email);
+      // The login waits on D1; meanwhile a replayed superseded token revokes every session.
+      const held = heldD1(env.DB, (sql) => sql.includes('INSERT INTO sessions'));
+      const pending = direct('/auth/login', { method: 'POST', json: { email, password: PASSWORD } }, bindingsWith(held.db));
+      await held.reached();
+      await expectProblem(await renew(superseded.access_token), 401, 'token_reused');
+      const revokedBefore = (await objectRows(id)).user?.revoked_before as number;
+      const clock = (await objectRows(id)).user?.clock as number;
+      held.release();
+      expect((await pending).status).toBe(200);
+      const user = (await objectRows(id)).user;
+      expect(user?.revoked_before).toBe(revokedBefore);
+      expect(user?.clock).toBeGreaterThanOrEqual(clock);
+      // The session logged in before the detection stays revoked in the object, as D1 says.
+      await expectProblem(await renew(other.access_token), 401, 'session_revoked');
+      await expectMirrorSafe(id);
+    });
+
+    it("a password change re-checks the caller's session after awaiting D1 (its reuse detected meanwhile refuses it)", async () => {
+      testClock.set(Date.now() + HOUR_MS);
+      const { id, email } = await signedInUser();
+      const { superseded, newest } = await sessionWithSupersededToken(email);
+      const passwordBefore = await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?1').bind(id).first();
+      const held = heldD1(env.DB, (sql) => sql.startsWith('SELECT password_hash FROM users'));
+      const pending = direct(
+        '/auth/password',
+        { method: 'POST', token: newest.access_token, json: { current_password: PASSWORD, new_password: `${PASSWORD}!` } },
+        bindingsWith(held.db),
+      );
+      await held.reached();
+      // Two parties hold the caller's session: it ends, and the change made from it must not go through.
+      await expectProblem(await renew(superseded.access_token), 401, 'token_reused');
+      held.release();
+      await expectProblem(await pending, 401, 'session_revoked');
+      expect(await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?1').bind(id).first()).toEqual(passwordBefore);
+      const rows = await objectRows(id);
+      const revokedBefore = rows.user?.revoked_before ?? 0;
+      expect(rows.sessions.filter((session) => session.revoked_at === null && session.created_at > revokedBefore)).toEqual([]);
+      await expectMirrorSafe(id);
+    });
+
+    it("the user's clock never runs backwards, whatever happens while an operation awaits D1", async () => {
+      testClock.set(Date.now() + HOUR_MS);
+      const { id, email, token } = await signedInUser();
+      const held = heldD1(env.DB, (sql) => sql.includes('UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2'));
+      const pending = direct(
+        '/auth/password',
+        { method: 'POST', token: token.access_token, json: { current_password: PASSWORD, new_password: `${PASSWORD}!` } },
+        bindingsWith(held.db),
+      );
+      await held.reached();
+      // A failed login is recorded in the object (an event, a tick of the clock) while the change waits.
+      expect((await direct('/auth/login', { method: 'POST', json: { email, password: 'wrong password, long enough' } })).status).toBe(401);
+      const during = (await objectRows(id)).user?.clock as number;
+      held.release();
+      expect((await pending).status).toBe(200);
+      expect((await objectRows(id)).user?.clock).toBeGreaterThanOrEqual(during);
+    });
   });
 
   it('6. bad input of any kind gets a clear 4xx problem, never a 500, and changes nothing', async () => {

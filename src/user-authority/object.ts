@@ -103,8 +103,10 @@ export class UserAuthority extends DurableObject<Env> {
         this.#records.delivered(pending.upToId);
         if (!recorded) return;
         this.#records.insertSession(session);
-        user.lastLoginAt = at;
-        this.#records.saveUser(user);
+        // Loaded again: a renewal may have revoked sessions or moved the clock while D1 answered.
+        const latest = this.#user(input.userId);
+        latest.lastLoginAt = at;
+        this.#records.saveUser(latest);
         this.#append({
           type: 'login',
           at,
@@ -199,14 +201,15 @@ export class UserAuthority extends DurableObject<Env> {
     throttleKey: { email: string; clientIp: string };
   }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(async () => {
+      // Read before revoking anything: a hash that changed since the Worker checked it refuses
+      // the change without signing anyone out.
+      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(input.userId));
+      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
+      // Judged after that await, not before: a reuse detected meanwhile ends the caller's session.
       const user = this.#user(input.userId);
       const current = this.#records.loadSession(user.userId, input.sessionId);
       const state = sessionState(current, user, now(), renewalPolicy(this.#config));
       if (!current || state !== 'live') return failed(NOT_LIVE[state === 'live' ? 'revoked' : state]);
-      // Read before revoking anything: a hash that changed since the Worker checked it refuses
-      // the change without signing anyone out.
-      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(user.userId));
-      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
 
       // Every older session is revoked here first (with its D1 write owed), so that whatever
       // happens to D1 below, this object renews none of them again.
@@ -233,8 +236,9 @@ export class UserAuthority extends DurableObject<Env> {
         this.#records.delivered(pending.upToId);
         if (!changed) return;
         this.#records.insertSession(session);
-        user.lastLoginAt = at;
-        this.#records.saveUser(user);
+        const latest = this.#user(input.userId);
+        latest.lastLoginAt = at;
+        this.#records.saveUser(latest);
         this.#append({ type: 'password_changed', at: revokedBefore, sessionId: input.sessionId, detail: null });
       });
       // Only a write to D1 that bypassed this object can get here; its revocation stands.
