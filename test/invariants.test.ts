@@ -121,12 +121,12 @@ describe('PROTOCOL.md invariants', () => {
       }
     });
 
-    it("storage refusing the generation's write: no token, nothing of the renewal kept, the same token renews after", async () => {
+    it.each([
+      ["the generation's write", 'BEFORE UPDATE OF gen ON sessions'],
+      ["the user's clock, written after the generation", 'BEFORE UPDATE ON user_state'],
+    ])('storage refusing %s: no token, nothing of the renewal kept, the same token renews after', async (_what, when) => {
       const { id, token } = await signedInUser();
-      await execInObject(
-        id,
-        `CREATE TRIGGER refuse_rotation BEFORE UPDATE OF gen ON sessions BEGIN SELECT RAISE(ABORT, 'storage refused'); END`,
-      );
+      await execInObject(id, `CREATE TRIGGER refuse_rotation ${when} BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
       const before = await objectRows(id);
       const failed = await renew(token.access_token);
       const text = await failed.text();
