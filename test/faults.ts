@@ -211,7 +211,7 @@ export class StatementFaults {
 /**
  * A D1Database that holds the first statement or batch any of whose SQL matches `holds` until
  * `release()`, to run something else while a request waits on D1. `reached()` resolves once it is
- * held. Both sides wait by polling a flag with timers rather than on a promise the other side
+ * held, and rejects if nothing matching is sent within 5 s. Both sides wait by polling a flag with timers rather than on a promise the other side
  * resolves: a promise settled from another Durable Object's context would run the waiter's
  * continuation in that context, and workerd refuses I/O objects used across contexts.
  */
@@ -220,8 +220,11 @@ export function heldD1(
   holds: (sql: string) => boolean,
 ): { db: D1Database; reached(): Promise<void>; release(): void } {
   const state = { held: false, released: false };
-  const until = async (done: () => boolean) => {
-    while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  const until = async (done: () => boolean, limitMs = Number.POSITIVE_INFINITY) => {
+    for (let waited = 0; !done(); waited += 5) {
+      if (waited >= limitMs) throw new Error('heldD1: no matching statement was sent');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   };
   const hold = async (sqls: string[]) => {
     if (state.held || !sqls.some(holds)) return;
@@ -229,7 +232,7 @@ export function heldD1(
     await until(() => state.released);
   };
   return {
-    reached: () => until(() => state.held),
+    reached: () => until(() => state.held, 5000),
     release: () => {
       state.released = true;
     },
