@@ -346,14 +346,15 @@ export class UserAuthority extends DurableObject<Env> {
     throttleKey: { email: string; clientIp: string };
   }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(async () => {
+      // Read before revoking anything: a hash that changed since the Worker checked it refuses
+      // the change without signing anyone out.
+      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(input.userId));
+      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
+      // Judged after that await, not before: a reuse detected meanwhile ends the caller's session.
       const user = this.#user(input.userId);
       const current = this.#records.loadSession(user.userId, input.sessionId);
       const state = sessionState(current, user, now(), renewalPolicy(this.#config));
       if (!current || state !== 'live') return failed(NOT_LIVE[state === 'live' ? 'revoked' : state]);
-      // Read before revoking anything: a hash that changed since the Worker checked it refuses
-      // the change without signing anyone out.
-      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(user.userId));
-      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
 
       const grant = await this.#replacePassword({
         userId: user.userId,
