@@ -58,6 +58,9 @@ const MIGRATIONS: readonly string[] = [
   'ALTER TABLE user_state ADD COLUMN email_verified_at INTEGER;',
 ];
 
+/** The version `migrate()` brings the schema to. */
+export const USER_SCHEMA_VERSION = MIGRATIONS.length;
+
 interface SessionRow {
   id: string;
   client: string | null;
