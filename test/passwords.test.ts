@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { runInDurableObject } from 'cloudflare:test';
-import { UserRecords } from '../src/storage/user-records';
+import { USER_SCHEMA_VERSION, UserRecords } from '../src/storage/user-records';
 import { authorityStub } from './faults';
 import { app } from '../src/app';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
@@ -50,9 +50,10 @@ describe("the user object's schema", () => {
       new UserRecords(state.storage.sql).migrate();
       return { first, again: read(), sessions: state.storage.sql.exec('SELECT id FROM sessions').toArray().length };
     });
-    expect(versions.first).toEqual([{ version: 1 }]);
-    expect(versions.again).toEqual([{ version: 1 }]);
+    expect(versions.first).toEqual([{ version: USER_SCHEMA_VERSION }]);
+    expect(versions.again).toEqual([{ version: USER_SCHEMA_VERSION }]);
     expect(versions.sessions).toBe(1);
+    expect(USER_SCHEMA_VERSION).toBeGreaterThanOrEqual(2);
   });
 });
 

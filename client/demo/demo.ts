@@ -400,7 +400,7 @@ element<HTMLFormElement>('forgot-form').addEventListener('submit', (event) => {
   void run(async () => {
     await client.forgotPassword(String(data.get('email')));
     form.reset();
-    say('If an account uses this address, a link to reset its password is on its way. It works for 30 minutes, once.');
+    say('If an account uses this address, a link to reset its password is on its way. It works once, for a limited time.');
   }, form.querySelector('button'));
 });
 

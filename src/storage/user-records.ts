@@ -72,6 +72,9 @@ const MIGRATIONS: readonly string[] = [
    );`,
 ];
 
+/** The version `migrate()` brings the schema to. */
+export const USER_SCHEMA_VERSION = MIGRATIONS.length;
+
 interface SessionRow {
   id: string;
   client: string | null;
