@@ -63,6 +63,9 @@ const MIGRATIONS: readonly string[] = [
    );`,
 ];
 
+/** The newest version of the schema: what `migrate()` brings every object's storage to. */
+export const USER_SCHEMA_VERSION = MIGRATIONS.length;
+
 interface SessionRow {
   id: string;
   client: string | null;
