@@ -58,9 +58,10 @@ export interface Config {
   /** The relying party's name, shown by some authenticators when a passkey is created. Default `latchkey`. */
   rpName: string;
   /**
-   * Whether the per-address request limit (the `ADDRESS_RATE_LIMITER` binding) guards the routes
-   * that hash a password. Default on; `off` is for test suites and load runs that sign many users
-   * in from one address, never for a deployment.
+   * Whether the per-address request limits guard the routes that hash a password (the
+   * `ADDRESS_RATE_LIMITER` binding) and the passkey sign-in routes (`PASSKEY_RATE_LIMITER`).
+   * Default on; `off` is for test suites and load runs that sign many users in from one address,
+   * never for a deployment.
    */
   addressRateLimit: boolean;
   /**

@@ -6,6 +6,7 @@
 import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import wranglerToml from '../wrangler.toml?raw';
 import { app } from '../src/app';
 import { testClock } from '../src/clock';
 import worker from '../src/index';
@@ -533,7 +534,10 @@ describe('signing in with a passkey', () => {
       await expectProblem(await call('/auth/passkeys/login', { method: 'POST', json }), 401, 'invalid_credentials');
     });
 
-    it('both sign-in routes sit behind the per-address limit', async () => {
+    it('both sign-in routes sit behind a per-address limit of their own, apart from the password routes', async () => {
+      const declared = /name\s*=\s*"PASSKEY_RATE_LIMITER"[^[]*?simple\s*=\s*\{\s*limit\s*=\s*(\d+)\s*,\s*period\s*=\s*60\s*\}/.exec(wranglerToml);
+      const limit = Number(declared?.[1]);
+      expect(limit).toBeGreaterThan(0);
       const limited = { ...env, ADDRESS_RATE_LIMIT: 'on' };
       const network = `2001:db8:${Math.floor(Math.random() * 0xffff).toString(16)}:1`;
       const send = async (path: string, json?: unknown) => {
@@ -544,12 +548,14 @@ describe('signing in with a passkey', () => {
         return response;
       };
       const statuses: number[] = [];
-      for (let n = 0; n < 40; n++) statuses.push((await send('/auth/passkeys/login/options')).status);
-      expect(statuses.slice(0, 30).every((status) => status === 200)).toBe(true);
+      for (let n = 0; n <= limit; n++) statuses.push((await send('/auth/passkeys/login/options')).status);
+      expect(statuses.slice(0, limit).every((status) => status === 200)).toBe(true);
       expect(statuses.at(-1)).toBe(429);
       const refused = await send('/auth/passkeys/login', {});
       await expectProblem(refused, 429, 'too_many_attempts');
       expect(refused.headers.get('retry-after')).toBe('60');
+      // The password routes still have their allowance for this address.
+      await expectProblem(await send('/auth/login', { email: 'nobody@example.com', password: PASSWORD }), 401, 'invalid_credentials');
     });
   });
 });

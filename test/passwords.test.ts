@@ -55,6 +55,24 @@ describe("the user object's schema", () => {
     expect(versions.sessions).toBe(1);
     expect(USER_SCHEMA_VERSION).toBeGreaterThanOrEqual(2);
   });
+
+  it('an object made before passkeys gains the registration challenges table, keeping its records', async () => {
+    const { id } = await register();
+    await login((await emailOf(id)) as string);
+    const upgraded = await runInDurableObject(authorityStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      // The storage as version 1 left it.
+      sql.exec('DROP TABLE passkey_challenges');
+      sql.exec('UPDATE schema_version SET version = 1');
+      new UserRecords(sql).migrate();
+      sql.exec("INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES ('c', 's', 1)");
+      return {
+        version: sql.exec<{ version: number }>('SELECT version FROM schema_version').one().version,
+        sessions: sql.exec('SELECT id FROM sessions').toArray().length,
+      };
+    });
+    expect(upgraded).toEqual({ version: 2, sessions: 1 });
+  });
 });
 
 describe('admin routes without ADMIN_TOKEN', () => {

@@ -359,15 +359,6 @@ passkeyButton.addEventListener('click', () => {
   }, passkeyButton);
 });
 
-// The autofill signs in with the mode chosen: choosing another one offers it again in that mode.
-for (const radio of signinForm.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
-  radio.addEventListener('change', () => {
-    if (client.signedIn) return;
-    useMode(selectedMode(signinForm));
-    void armPasskeyAutofill();
-  });
-}
-
 element<HTMLFormElement>('passkey-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = event.currentTarget as HTMLFormElement;
@@ -519,6 +510,15 @@ function tick(): void {
 const storedMode = localStorage.getItem(MODE_KEY) === 'bearer' ? 'bearer' : 'cookie';
 (document.querySelector(`#signin-form input[value="${storedMode}"]`) as HTMLInputElement | null)?.click();
 useMode(storedMode);
+// The autofill signs in with the mode chosen: choosing another one offers it again in that mode.
+// (Listening only from here: the stored mode's radio was just selected, before any client existed.)
+for (const radio of signinForm.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
+  radio.addEventListener('change', () => {
+    if (client.signedIn) return;
+    useMode(selectedMode(signinForm));
+    void armPasskeyAutofill();
+  });
+}
 setInterval(tick, 100);
 element<HTMLButtonElement>('passkey-add').disabled = !passkeysSupported();
 passkeyButton.hidden = !passkeysSupported();

@@ -3,8 +3,17 @@ import { ApiError, ConfigError } from '../errors';
 import { type AppEnv, clientAddress, configOf } from './context';
 
 /**
- * The period of `ADDRESS_RATE_LIMITER` in wrangler.toml, in seconds (the binding accepts 10 or
- * 60 and does not report it back). A refused request is told to come back after one period: the
+ * The Rate Limiting bindings of wrangler.toml, each counting requests per client address:
+ * `ADDRESS_RATE_LIMITER` for the routes that hash a password, `PASSKEY_RATE_LIMITER` for the
+ * passkey sign-in routes.
+ */
+export type AddressLimiter = 'ADDRESS_RATE_LIMITER' | 'PASSKEY_RATE_LIMITER';
+
+const LIMITERS: readonly AddressLimiter[] = ['ADDRESS_RATE_LIMITER', 'PASSKEY_RATE_LIMITER'];
+
+/**
+ * The period of both limiters in wrangler.toml, in seconds (the binding accepts 10 or 60 and does
+ * not report it back). A refused request is told to come back after one period: the
  * limiter counts in windows of this length, so by then the address has a fresh allowance.
  */
 export const ADDRESS_RATE_LIMIT_PERIOD_SECONDS = 60;
@@ -24,16 +33,23 @@ export const ADDRESS_RATE_LIMIT_PERIOD_SECONDS = 60;
  * handle both limits alike. If the limiter itself fails the request goes on: refusing every sign-in
  * while the limiter is down would be an outage of its own, and the hash budget still bounds the CPU.
  *
- * Off with `ADDRESS_RATE_LIMIT=off` (test suites, load runs).
+ * The passkey sign-in routes count on a limiter of their own (`PASSKEY_RATE_LIMITER`): they hash
+ * no password, and a sign-in page that offers passkeys in its email field's autofill asks for
+ * options on every load, which must not spend the password logins' allowance of everyone behind
+ * the same address (an office, a carrier's NAT). That limit bounds what one address can make
+ * latchkey write to D1 (each options request stores a challenge) and verify.
+ *
+ * Off with `ADDRESS_RATE_LIMIT=off` (test suites, load runs), both limiters alike.
  */
-export function addressRateLimit(): MiddlewareHandler<AppEnv> {
+export function addressRateLimit(limiter: AddressLimiter = 'ADDRESS_RATE_LIMITER'): MiddlewareHandler<AppEnv> {
+  if (!LIMITERS.includes(limiter)) throw new TypeError(`unknown rate limiter ${String(limiter)}`);
   return async (c, next) => {
     if (!configOf(c).addressRateLimit) return next();
     let allowed: boolean;
     try {
-      allowed = (await c.env.ADDRESS_RATE_LIMITER.limit({ key: clientAddress(c) })).success;
+      allowed = (await c.env[limiter].limit({ key: clientAddress(c) })).success;
     } catch (error) {
-      console.error('latchkey: ADDRESS_RATE_LIMITER failed; letting the request through', String(error));
+      console.error(`latchkey: ${limiter} failed; letting the request through`, String(error));
       allowed = true;
     }
     if (!allowed) throw new ApiError('too_many_attempts', { retryAfterSeconds: ADDRESS_RATE_LIMIT_PERIOD_SECONDS });
@@ -42,13 +58,17 @@ export function addressRateLimit(): MiddlewareHandler<AppEnv> {
 }
 
 /**
- * Refuses to start when the limit is on and its binding is missing (a wrangler.toml without the
- * `[[ratelimits]]` block): a deployment would otherwise run without the limit and say nothing.
+ * Refuses to start when the limit is on and a limiter's binding is missing (a wrangler.toml
+ * without its `[[ratelimits]]` block): a deployment would otherwise run without the limit and say
+ * nothing.
  */
-export function assertAddressRateLimiter(env: { ADDRESS_RATE_LIMITER?: unknown }, enabled: boolean): void {
-  if (enabled && (env.ADDRESS_RATE_LIMITER === undefined || env.ADDRESS_RATE_LIMITER === null)) {
-    throw new ConfigError(
-      'ADDRESS_RATE_LIMIT is on but the ADDRESS_RATE_LIMITER binding is missing: add the [[ratelimits]] block of wrangler.toml',
-    );
+export function assertAddressRateLimiter(env: Partial<Record<AddressLimiter, unknown>>, enabled: boolean): void {
+  if (!enabled) return;
+  for (const limiter of LIMITERS) {
+    if (env[limiter] === undefined || env[limiter] === null) {
+      throw new ConfigError(
+        `ADDRESS_RATE_LIMIT is on but the ${limiter} binding is missing: add its [[ratelimits]] block of wrangler.toml`,
+      );
+    }
   }
 }

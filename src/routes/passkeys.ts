@@ -36,8 +36,8 @@ function passkeyJson(passkey: PasskeyRecord) {
 
 /**
  * Passkeys (WebAuthn), mounted under /auth. Registering, listing and removing need a live session
- * (strict); signing in needs nothing but the passkey, so those two routes sit behind the
- * per-address limit like the password routes.
+ * (strict); signing in needs nothing but the passkey, so those two routes sit behind a per-address
+ * limit of their own (http/rate-limit.ts).
  *
  * Every challenge is random (32 bytes), single-use and expires after PASSKEY_CHALLENGE_TTL_MS. A
  * registration challenge is kept by the user's object for the session that asked; a sign-in
@@ -78,14 +78,14 @@ export const passkeyRoutes = new Hono<AppEnv>()
     return c.json({ passkey: passkeyJson(passkey) }, 201);
   })
 
-  .post('/passkeys/login/options', addressRateLimit(), async (c) => {
+  .post('/passkeys/login/options', addressRateLimit('PASSKEY_RATE_LIMITER'), async (c) => {
     const options = await requestOptions(configOf(c));
     await storeOf(c).insertLoginChallenge(options.challenge, now() + PASSKEY_CHALLENGE_TTL_MS);
     c.header('cache-control', 'no-store');
     return c.json(options);
   })
 
-  .post('/passkeys/login', addressRateLimit(), async (c) => {
+  .post('/passkeys/login', addressRateLimit('PASSKEY_RATE_LIMITER'), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const response = readAuthenticationResponse(body);
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);

@@ -72,7 +72,7 @@ const MIGRATIONS: readonly string[] = [
    );`,
 ];
 
-/** The version `migrate()` brings the schema to. */
+/** The newest version of the schema: what `migrate()` brings every object's storage to. */
 export const USER_SCHEMA_VERSION = MIGRATIONS.length;
 
 interface SessionRow {

@@ -69,7 +69,9 @@ describe('configuration', () => {
   it('refuses to start with the per-address limit on and its binding missing', () => {
     expect(() => assertAddressRateLimiter({}, true)).toThrow(/ADDRESS_RATE_LIMITER binding is missing/);
     expect(() => assertAddressRateLimiter({}, false)).not.toThrow();
-    expect(() => assertAddressRateLimiter({ ADDRESS_RATE_LIMITER: { limit: async () => ({ success: true }) } }, true)).not.toThrow();
+    const limiter = { limit: async () => ({ success: true }) };
+    expect(() => assertAddressRateLimiter({ ADDRESS_RATE_LIMITER: limiter }, true)).toThrow(/PASSKEY_RATE_LIMITER binding is missing/);
+    expect(() => assertAddressRateLimiter({ ADDRESS_RATE_LIMITER: limiter, PASSKEY_RATE_LIMITER: limiter }, true)).not.toThrow();
   });
 
   it.each([
