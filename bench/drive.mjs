@@ -119,7 +119,13 @@ function scenario(name, stats) {
     case 'hash':
       return { requests: [{ method: 'POST', path: '/bench/hash', headers: json, body: JSON.stringify({ password: sets.login.password }) }] };
     case 'login':
+      // As deployed: the isolate's hash budget admits this login's hash.
       return { requests: [{ method: 'POST', path: '/auth/login', headers: json, body: JSON.stringify(sets.login) }] };
+    case 'login-unbudgeted':
+      // The same login with the hash budget off for this request (bench/worker.ts reads the header).
+      return {
+        requests: [{ method: 'POST', path: '/auth/login', headers: { ...json, 'x-bench-hash-budget': 'off' }, body: JSON.stringify(sets.login) }],
+      };
     default:
       throw new Error(`unknown scenario ${name}`);
   }
@@ -130,7 +136,53 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function run({ name, connections, seconds, amount, target = url, serverPids = [] }) {
+/**
+ * Load kept up next to a timed run: `connections` requests of scenario `name` always in flight,
+ * until `stop()`. Reports what completed while it ran, by status, and their latency.
+ */
+function backgroundLoad({ name, connections }) {
+  const latencies = [];
+  const statuses = {};
+  const started = performance.now();
+  const instance = autocannon(
+    { url, connections, pipelining: 1, duration: 3600, sampleInt: 100, requests: scenario(name, { lost: [] }).requests, timeout: 30 },
+    () => {},
+  );
+  instance.on('response', (_client, status, _bytes, responseTimeMs) => {
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status >= 200 && status < 300) latencies.push(responseTimeMs);
+  });
+  return {
+    stop() {
+      const seconds = (performance.now() - started) / 1000;
+      instance.stop();
+      latencies.sort((a, b) => a - b);
+      return { name, connections, seconds, statuses, ok: latencies.length, rps: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+    },
+  };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run({ name, connections, seconds, amount, target = url, serverPids = [], background }) {
+  // The background load starts first and settles in, so that it is in flight for the whole run.
+  const load = background ? backgroundLoad(background) : undefined;
+  if (load) await sleep(background.leadMs ?? 300);
+  let stopped;
+  const stopLoad = () => {
+    stopped ??= load?.stop();
+    return stopped;
+  };
+  try {
+    const result = await timedRun({ name, connections, seconds, amount, target, serverPids, atStop: stopLoad });
+    return { ...result, ...(load ? { background: stopLoad() } : {}) };
+  } finally {
+    stopLoad();
+  }
+}
+
+/** One autocannon run; `atStop` is called the moment it stops, before dropped renewals are settled. */
+async function timedRun({ name, connections, seconds, amount, target, serverPids, atStop = () => {} }) {
   const stats = { lost: [] };
   const { requests, setupClient, inFlight } = scenario(name, stats);
   const latencies = [];
@@ -167,6 +219,7 @@ async function run({ name, connections, seconds, amount, target = url, serverPid
   });
   const elapsedMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  atStop();
   if (inFlight) await settle(name, inFlight, stats);
   latencies.sort((a, b) => a - b);
   const ok = latencies.length;

@@ -9,6 +9,7 @@ import {
   ARTIFACTS,
   countRenewals,
   launchChromium,
+  linkInMail,
   newAccount,
   newContext,
   OTHER_PAGE,
@@ -157,6 +158,86 @@ describe('the demo page', () => {
     assert.equal(await stateOf(page), 'signed-out');
     assert.match(await page.textContent('#signedout-reason'), /session_revoked.*token_reused/s);
     await page.screenshot({ path: join(ARTIFACTS, 'demo-reuse-detected.png'), fullPage: true });
+    await context.close();
+  });
+});
+
+describe('emailed links', () => {
+  /** POST /auth/login from outside the browser: the status only. */
+  const loginStatus = async (email, password) =>
+    (
+      await fetch(`${API}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+      })
+    ).status;
+
+  it('forgot password, clicked through: the link from the mail file, a new password, signed in', { timeout: 90_000 }, async () => {
+    const context = await newContext(browser);
+    const { page: first, account } = await signedInDemo(context, 'cookie', 'forgot');
+    // Another device of the same user, signed in before the reset.
+    const otherDevice = await newContext(browser);
+    const other = await openDemo(otherDevice);
+    await signIn(other, account, 'bearer');
+    await first.click('#sign-out');
+    await first.waitForSelector('#app[data-state="signed-out"]');
+
+    await first.click('#forgot summary');
+    await first.fill('#forgot-email', account.email);
+    await first.click('#forgot-form button[type="submit"]');
+    await first.waitForFunction(() => document.querySelector('#form-message')?.textContent?.includes('on its way'));
+
+    // The local send_email binding stored the message as a file and logged its path.
+    const mail = await server.mailTo(account.email, 'Reset your password');
+    const link = linkInMail(mail.raw, 'reset');
+    assert.match(link, new RegExp(`^${API}/#reset=`), 'the link is built from APP_URL');
+    assert.match(mail.raw, /Content-Type: text\/html/, 'an HTML part beside the text');
+
+    // Opened from the mail, in a new tab, as a mail client would.
+    const page = await context.newPage();
+    watchErrors(page);
+    await page.goto(link);
+    await page.waitForSelector('#reset-form:not([hidden])');
+    assert.equal(new URL(page.url()).hash, '', 'the token left the address bar at once');
+    const newPassword = 'a fresh passphrase from the reset link';
+    await page.fill('#reset-password', newPassword);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-reset-password.png'), fullPage: true });
+    await page.click('#reset-form button[type="submit"]');
+    await page.waitForSelector('#app[data-state="signed-in"]');
+    await page.waitForFunction((email) => document.querySelector('#account-email')?.textContent === email, account.email);
+    // Following the link proved the mailbox.
+    await page.waitForSelector('#email-status[data-verified="true"]');
+    assert.equal(await page.isVisible('#reset-form'), false);
+
+    assert.equal(await loginStatus(account.email, account.password), 401, 'the old password is dead');
+    assert.equal(await loginStatus(account.email, newPassword), 200, 'the new password works');
+    // The other device was signed out by the reset, and says why at its next renewal.
+    await other.waitForSelector('#signedout-reason[data-code="session_revoked"]:not([hidden])', { timeout: 3 * TTL_MS });
+
+    // The link worked once: opened again, it is refused and the page says so.
+    const again = await context.newPage();
+    watchErrors(again);
+    await again.goto(link);
+    await again.fill('#reset-password', `${newPassword} again`);
+    await again.click('#reset-form button[type="submit"]');
+    await again.waitForFunction(() => document.querySelector('#form-message')?.textContent?.includes('invalid_reset_token'));
+    await context.close();
+    await otherDevice.close();
+  });
+
+  it('sign up, then verify: the link from the mail file marks the address verified', { timeout: 60_000 }, async () => {
+    const context = await newContext(browser);
+    const { page, account } = await signedInDemo(context, 'bearer', 'verify');
+    await page.waitForSelector('#email-status[data-verified="false"]');
+    assert.equal(await page.isVisible('#resend-verification'), true);
+
+    const mail = await server.mailTo(account.email, 'Confirm your email address');
+    await page.goto(linkInMail(mail.raw, 'verify'));
+    await page.waitForFunction(() => document.querySelector('#form-message')?.textContent?.includes('verified'));
+    await page.waitForSelector('#app[data-state="signed-in"]');
+    await page.waitForSelector('#email-status[data-verified="true"]');
+    assert.equal(await page.isVisible('#resend-verification'), false);
     await context.close();
   });
 });

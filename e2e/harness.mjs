@@ -1,7 +1,7 @@
 // What the browser tests run against: latchkey under `npm start` with a short token lifetime,
 // two tiny page servers on other origins, and Debian's Chromium driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,8 @@ export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
     '--var', `REUSE_GRACE:${REUSE_GRACE_SECONDS}`,
     '--var', `ISSUER:${API}`,
     '--var', `ALLOWED_ORIGINS:${API},${ALLOWED_PAGE}`,
+    // The demo page completes the emailed links, as it does under a plain `npm start`.
+    '--var', `APP_URL:${API}/`,
   ];
   const child = spawn('npm', args, {
     cwd: ROOT,
@@ -116,7 +118,7 @@ export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
     if (exited) throw new Error(`npm start exited before serving; see ${logPath}`);
     try {
       const response = await fetch(`${API}/health`);
-      if (response.ok) return { stop, logPath };
+      if (response.ok) return { stop, logPath, mailTo: (to, subject) => mailFromLog(logPath, to, subject) };
     } catch {
       // Not listening yet.
     }
@@ -124,6 +126,33 @@ export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
   }
   await stop();
   throw new Error(`latchkey did not answer ${API}/health within ${startTimeoutMs / 1000} s; see ${logPath}`);
+}
+
+/**
+ * The newest message to `to` with `subject` that latchkey sent, read from the file the local
+ * `send_email` binding wrote: wrangler dev logs "send_email binding called with the following
+ * message:" and the file's path on the next line. Waits for it (messages go out after the answer).
+ */
+async function mailFromLog(logPath, to, subject, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = readFileSync(logPath, 'utf8');
+    const paths = [...log.matchAll(/send_email binding called with the following message:\s+(\S+\.eml)/g)].map((match) => match[1]);
+    for (const path of paths.reverse()) {
+      const raw = readFileSync(path, 'utf8');
+      const header = (name) => new RegExp(`^${name}: (.*)$`, 'im').exec(raw)?.[1]?.trim();
+      if (header('To') === to && header('Subject') === subject) return { path, raw };
+    }
+    if (Date.now() > deadline) throw new Error(`no message "${subject}" to ${to} in ${logPath}`);
+    await sleep(200);
+  }
+}
+
+/** The link of `purpose` (verify, reset) in a message's plain-text part. */
+export function linkInMail(raw, purpose) {
+  const found = new RegExp(`(http\\S+#${purpose}=[A-Za-z0-9_-]{43})\\s`).exec(raw);
+  if (!found) throw new Error(`no ${purpose} link in the message`);
+  return found[1];
 }
 
 /** Launches Debian's Chromium, or fails saying how to get it. Never downloads a browser. */

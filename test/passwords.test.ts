@@ -1,9 +1,11 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import schema from '../schema.sql?raw';
+import { runInDurableObject } from 'cloudflare:test';
+import { UserRecords } from '../src/storage/user-records';
+import { authorityStub } from './faults';
 import { app } from '../src/app';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
-import { adminToken, call, expectProblem, login, PASSWORD, register, uniqueEmail } from './helpers';
+import { adminToken, expectProblem, login, PASSWORD, register, uniqueEmail } from './helpers';
 
 describe('password hashes', () => {
   it('are self-describing and salted: the same password hashes differently each time', async () => {
@@ -38,17 +40,19 @@ describe('password hashes', () => {
   });
 });
 
-describe('schema.sql', () => {
-  it('is safe to apply twice', async () => {
-    const statements = schema
-      .replace(/--.*$/gm, '')
-      .split(';')
-      .map((statement) => statement.trim())
-      .filter(Boolean);
-    for (let round = 0; round < 2; round++) {
-      await env.DB.batch(statements.map((statement) => env.DB.prepare(statement)));
-    }
-    expect((await call('/health')).status).toBe(200);
+describe("the user object's schema", () => {
+  it('is migrated once, to the newest version, and migrating again changes nothing', async () => {
+    const { id } = await register();
+    await login((await emailOf(id)) as string);
+    const versions = await runInDurableObject(authorityStub(id), (_instance, state) => {
+      const read = () => state.storage.sql.exec<{ version: number }>('SELECT version FROM schema_version').toArray();
+      const first = read();
+      new UserRecords(state.storage.sql).migrate();
+      return { first, again: read(), sessions: state.storage.sql.exec('SELECT id FROM sessions').toArray().length };
+    });
+    expect(versions.first).toEqual([{ version: 1 }]);
+    expect(versions.again).toEqual([{ version: 1 }]);
+    expect(versions.sessions).toBe(1);
   });
 });
 
@@ -63,3 +67,8 @@ describe('admin routes without ADMIN_TOKEN', () => {
     await expectProblem(await app.fetch(request, withoutAdmin), 404, 'not_found');
   });
 });
+
+async function emailOf(userId: string): Promise<string | undefined> {
+  const row = await env.DB.prepare('SELECT email FROM users WHERE id = ?1').bind(userId).first<{ email: string }>();
+  return row?.email;
+}

@@ -20,7 +20,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { testClock } from '../src/clock';
 import { API_CODES } from './contract';
-import { authorityStub, evictUserObjects } from './faults';
+import { evictUserObjects } from './faults';
+import { objectRows } from './user-object';
 import { adminToken, call, claimsOf, login, PASSWORD, register, renew, uniqueEmail } from './helpers';
 
 const USERS = 2;
@@ -257,29 +258,44 @@ function expectedSummary(expected: Expected): string {
 const post = (path: string, init: { token?: string; json?: unknown; headers?: Record<string, string> } = {}) =>
   call(path, { method: 'POST', ...init });
 
-/** The D1 rows of the run's users, compared with the model after every step. */
+/** Each session of the user as the user's object holds it: its generation and whether it is revoked. */
+async function objectStates(userId: string): Promise<Map<string, { gen: number; revoked: boolean }>> {
+  const rows = await objectRows(userId);
+  const revokedBefore = rows.user?.revoked_before ?? 0;
+  return new Map(
+    rows.sessions.map((row) => [row.id, { gen: row.gen, revoked: row.revoked_at !== null || row.created_at <= revokedBefore }]),
+  );
+}
+
+/**
+ * The users' records compared with the model after every step: the object's sessions and
+ * reuse events, and D1's mirror, which must agree with the object on every revocation
+ * (invariant 7: every write here succeeds, so nothing may be left owed).
+ */
 async function expectRowsMatch(model: Model): Promise<void> {
-  const ids = model.users.map((user) => user.id);
-  const { results } = await env.DB.prepare(
-    `SELECT s.id, s.user_id, s.gen, s.revoked_at IS NOT NULL OR s.created_at <= u.revoked_before AS revoked
-       FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id IN (?1, ?2)`,
-  )
-    .bind(ids[0], ids[1])
-    .all<{ id: string; gen: number; revoked: number }>();
-  const actual = Object.fromEntries(results.map((row) => [row.id, { gen: row.gen, revoked: row.revoked === 1 }]));
+  const actual: Record<string, { gen: number; revoked: boolean }> = {};
+  for (const user of model.users) {
+    for (const [sid, state] of await objectStates(user.id)) actual[sid] = state;
+    const rows = await objectRows(user.id);
+    expect(rows.outbox).toEqual([]);
+    const scopes = rows.events
+      .filter((event) => event.type === 'reuse_detected')
+      .map((event) => (JSON.parse(event.detail as string) as { scope: string }).scope);
+    expect(scopes).toEqual(user.reuses);
+  }
   const expected = Object.fromEntries(
     [...model.sessions.values()].map((session) => [session.sid, { gen: session.gen, revoked: model.isRevoked(session) }]),
   );
   expect(actual).toEqual(expected);
-  const events = await env.DB.prepare(
-    `SELECT user_id, json_extract(detail, '$.scope') AS scope FROM security_events
-      WHERE type = 'reuse_detected' AND user_id IN (?1, ?2) ORDER BY id`,
+  const ids = model.users.map((user) => user.id);
+  const { results } = await env.DB.prepare(
+    `SELECT s.id, s.revoked_at IS NOT NULL OR s.created_at <= u.revoked_before AS revoked
+       FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id IN (?1, ?2)`,
   )
     .bind(ids[0], ids[1])
-    .all<{ user_id: string; scope: string }>();
-  for (const user of model.users) {
-    expect(events.results.filter((row) => row.user_id === user.id).map((row) => row.scope)).toEqual(user.reuses);
-  }
+    .all<{ id: string; revoked: number }>();
+  const mirror = Object.fromEntries(results.map((row) => [row.id, row.revoked === 1]));
+  expect(mirror).toEqual(Object.fromEntries(Object.entries(expected).map(([sid, state]) => [sid, state.revoked])));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,14 +332,8 @@ async function presentConcurrently(model: Model, held: HeldToken, copies: number
 }
 
 async function revokedStates(model: Model, userIndex: number): Promise<Map<string, boolean>> {
-  const id = (model.users[userIndex] as ModelUser).id;
-  const { results } = await env.DB.prepare(
-    `SELECT s.id, s.revoked_at IS NOT NULL OR s.created_at <= u.revoked_before AS revoked
-       FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id = ?1`,
-  )
-    .bind(id)
-    .all<{ id: string; revoked: number }>();
-  return new Map(results.map((row) => [row.id, row.revoked === 1]));
+  const states = await objectStates((model.users[userIndex] as ModelUser).id);
+  return new Map([...states].map(([sid, state]) => [sid, state.revoked]));
 }
 
 async function loginClient(model: Model, clientIndex: number, wrongPassword: boolean): Promise<void> {

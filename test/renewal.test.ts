@@ -2,8 +2,13 @@ import { env } from 'cloudflare:workers';
 import { SignJWT, importJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { testClock } from '../src/clock';
-import { Store } from '../src/storage/store';
-import { authorityStub, evictUserObjects, faultyD1, setAuthorityD1 } from './faults';
+import { runInDurableObject } from 'cloudflare:test';
+import type { SessionRecord } from '../src/renewal/decide';
+import { UserRecords } from '../src/storage/user-records';
+import { direct } from './direct';
+import { authorityNamespaceWith } from './authority-with';
+import { authorityStub, evictUserObjects, faultyD1 } from './faults';
+import { storedSession } from './user-object';
 import {
   call,
   claimsOf,
@@ -15,6 +20,7 @@ import {
   renew,
   renewOk,
   signedInUser,
+  type TokenBody,
   uniqueEmail,
 } from './helpers';
 
@@ -22,10 +28,9 @@ const TTL_MS = 300_000;
 const GRACE_MS = 10_000;
 const DAY_MS = 86_400_000;
 
-async function storedSessionOLD(sessionId: string) {
-  return env.DB.prepare('SELECT gen, revoked_at, revoked_reason FROM sessions WHERE id = ?1')
-    .bind(sessionId)
-    .first<{ gen: number; revoked_at: number | null; revoked_reason: string | null }>();
+/** The session of `token` as the user's object stores it. */
+function sessionRow(token: TokenBody) {
+  return storedSession(claimsOf(token.access_token).sub as string, token.session_id);
 }
 
 /** A token signed with the real signing key, for records the service could never have produced. */
@@ -95,7 +100,7 @@ describe('the decision table, through POST /auth/renew', () => {
     const after = claimsOf(next.access_token);
     expect(after).toMatchObject({ gen: 2, sid: before.sid, sub: before.sub });
     expect(after.exp as number).toBe((after.iat as number) + 300);
-    expect((await storedSession(token.session_id))?.gen).toBe(2);
+    expect((await sessionRow(token))?.gen).toBe(2);
   });
 
   it('rule 5: a token that has not expired yet renews too (clients renew ahead of expiry)', async () => {
@@ -113,7 +118,7 @@ describe('the decision table, through POST /auth/renew', () => {
     const again = await renewOk(token.access_token);
     expect(again.access_token).toBe(second.access_token);
     expect(again.expires_in).toBe(second.expires_in - 9);
-    expect((await storedSession(token.session_id))?.gen).toBe(2);
+    expect((await sessionRow(token))?.gen).toBe(2);
   });
 
   it('rule 7: the previous generation past REUSE_GRACE is token_reused and the session dies', async () => {
@@ -122,7 +127,7 @@ describe('the decision table, through POST /auth/renew', () => {
     testClock.advance(GRACE_MS);
     await expectProblem(await renew(token.access_token), 401, 'token_reused');
     await expectProblem(await renew(second.access_token), 401, 'session_revoked');
-    expect((await storedSession(token.session_id))?.revoked_reason).toBe('reuse');
+    expect((await sessionRow(token))?.revoked_reason).toBe('reuse');
   });
 
   it('rule 8: a generation the records never reached is invalid_token, logged as generation_mismatch', async () => {
@@ -132,7 +137,7 @@ describe('the decision table, through POST /auth/renew', () => {
     await expectProblem(await renew(forged), 401, 'invalid_token');
     const events = await eventsOf(token.access_token);
     expect(events[0]).toMatchObject({ type: 'generation_mismatch', session_id: token.session_id });
-    expect((await storedSession(token.session_id))?.gen).toBe(1);
+    expect((await sessionRow(token))?.gen).toBe(1);
     expect(id).toBe(claims.sub);
   });
 });
@@ -161,7 +166,7 @@ describe('concurrency', () => {
     const tokens = await Promise.all(responses.map(async (response) => ((await response.json()) as { access_token: string }).access_token));
     expect(new Set(tokens).size).toBe(1);
     expect(claimsOf(tokens[0] as string).gen).toBe(2);
-    expect(await storedSession(token.session_id)).toMatchObject({ gen: 2, revoked_at: null });
+    expect(await sessionRow(token)).toMatchObject({ gen: 2, revoked_at: null });
     const events = await eventsOf(tokens[0] as string);
     expect(events.map((event) => event.type)).toEqual(['login']);
   });
@@ -185,23 +190,41 @@ describe('concurrency', () => {
     expect(events.filter((event) => event.type !== 'login')).toEqual([]);
   });
 
-  it('the generation compare-and-swap lets exactly one of two racing writers advance', async () => {
-    const { token } = await signedInUser();
-    const store = new Store(env.DB);
-    const attempt = () =>
-      store.advanceGeneration({ sessionId: token.session_id, fromGen: 1, mintedAt: Date.now() + 5, expiresAt: 1 });
-    const results = await Promise.all([attempt(), attempt(), attempt(), attempt()]);
-    expect(results.filter(Boolean)).toHaveLength(1);
-    expect((await storedSession(token.session_id))?.gen).toBe(2);
+  it('the generation compare-and-swap refuses a second advance from the same generation, and rolls back', async () => {
+    const { id, token } = await signedInUser();
+    const outcome = await runInDurableObject(authorityStub(id), (_instance, state) => {
+      const records = new UserRecords(state.storage.sql);
+      const session = records.loadSession(id, token.session_id) as SessionRecord;
+      const next = { ...session, gen: 2, genMintedAt: session.genMintedAt + 1 };
+      const attempt = () => {
+        try {
+          state.storage.transactionSync(() => records.advanceGeneration(next, 1));
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      return [attempt(), attempt()];
+    });
+    expect(outcome).toEqual([true, false]);
+    expect((await sessionRow(token))?.gen).toBe(2);
   });
 
-  it('the compare-and-swap does not advance a session revoked since it was read', async () => {
+  it('the compare-and-swap does not advance a revoked session', async () => {
     const { id, token } = await signedInUser();
-    await env.DB.prepare('UPDATE users SET revoked_before = ?2 WHERE id = ?1').bind(id, Date.now() + 60_000).run();
-    const store = new Store(env.DB);
-    expect(
-      await store.advanceGeneration({ sessionId: token.session_id, fromGen: 1, mintedAt: Date.now(), expiresAt: 1 }),
-    ).toBe(false);
+    expect((await call('/auth/logout', { method: 'POST', token: token.access_token })).status).toBe(204);
+    const advanced = await runInDurableObject(authorityStub(id), (_instance, state) => {
+      const records = new UserRecords(state.storage.sql);
+      const session = records.loadSession(id, token.session_id) as SessionRecord;
+      try {
+        state.storage.transactionSync(() => records.advanceGeneration({ ...session, gen: 2 }, 1));
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(advanced).toBe(false);
+    expect((await sessionRow(token))?.gen).toBe(1);
   });
 });
 
@@ -278,9 +301,9 @@ describe('revocation and login within the same second', () => {
     await expectProblem(await renew(before.access_token), 401, 'session_revoked');
   });
 
-  it('stays ordered when the user object restarts between the steps (the clock comes from D1 records)', async () => {
+  it('stays ordered when the user object restarts between the steps (the clock is kept in its storage)', async () => {
     const email = uniqueEmail();
-    const { id } = await register(email);
+    await register(email);
     testClock.set(Math.floor(Date.now() / 1000) * 1000 + 100);
     const before = await login(email);
     await evictUserObjects();
@@ -292,43 +315,27 @@ describe('revocation and login within the same second', () => {
   });
 });
 
-describe('storage failures', () => {
-  const isGenerationUpdate = (sql: string) => sql.includes('UPDATE sessions SET gen');
-
-  it('a D1 failure during renewal answers 503, mints nothing, and the same token renews afterwards', async () => {
+describe('storage', () => {
+  it('a renewal sends no statement to D1: the Worker verifies, the user object decides and persists', async () => {
     const { id, token } = await signedInUser();
-    await setAuthorityD1(id, faultyD1(env.DB, (sql) => (isGenerationUpdate(sql) ? 'before' : undefined)));
-    const failed = await renew(token.access_token);
-    await expectProblem(failed, 503, 'temporarily_unavailable');
-    expect(failed.headers.get('retry-after')).toBe('1');
-    expect(await storedSession(token.session_id)).toMatchObject({ gen: 1, revoked_at: null });
-    await setAuthorityD1(id, undefined);
-    expect(claimsOf((await renewOk(token.access_token)).access_token).gen).toBe(2);
-  });
-
-  it('a renewal whose answer is lost after D1 committed is answered by the retry (grace), not taken for theft', async () => {
-    const { id, token } = await signedInUser();
-    await setAuthorityD1(id, faultyD1(env.DB, (sql) => (isGenerationUpdate(sql) ? 'after' : undefined)));
-    await expectProblem(await renew(token.access_token), 503, 'temporarily_unavailable');
-    await setAuthorityD1(id, undefined);
-    const retried = await renewOk(token.access_token);
-    expect(claimsOf(retried.access_token).gen).toBe(2);
-    expect((await storedSession(token.session_id))?.revoked_at).toBeNull();
-  });
-
-  it('a D1 failure while recording a reuse answers 503 and the detection happens on the retry', async () => {
-    const { id, token } = await signedInUser();
-    await renewOk(token.access_token);
-    testClock.advance(GRACE_MS);
-    await setAuthorityD1(id, faultyD1(env.DB, (sql) => (sql.includes('revoked_at = ?3') ? 'before' : undefined)));
-    await expectProblem(await renew(token.access_token), 503, 'temporarily_unavailable');
-    expect((await storedSession(token.session_id))?.revoked_at).toBeNull();
-    await setAuthorityD1(id, undefined);
-    await expectProblem(await renew(token.access_token), 401, 'token_reused');
+    const seen: string[] = [];
+    const watched = faultyD1(env.DB, (sql) => {
+      seen.push(sql);
+      return undefined;
+    });
+    const second = await direct('/auth/renew', { method: 'POST', token: token.access_token }, {
+      ...env,
+      DB: watched,
+      USER_AUTHORITY: authorityNamespaceWith({ ...env, DB: watched }),
+    });
+    expect(second.status).toBe(200);
+    expect(seen).toEqual([]);
+    expect((await sessionRow(token))?.gen).toBe(2);
+    expect(id).toBe(claimsOf(token.access_token).sub);
   });
 
   it('evicting the user object between renewals loses nothing', async () => {
-    const { id, token } = await signedInUser();
+    const { token } = await signedInUser();
     const second = await renewOk(token.access_token);
     await evictUserObjects();
     const third = await renewOk(second.access_token);

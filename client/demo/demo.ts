@@ -36,6 +36,9 @@ const activity = element('activity');
 const replayButton = element<HTMLButtonElement>('replay');
 const replayNote = element('replay-note');
 const replayResult = element('replay-result');
+const resetForm = element<HTMLFormElement>('reset-form');
+const emailStatus = element('email-status');
+const resendButton = element<HTMLButtonElement>('resend-verification');
 
 let client!: LatchkeyClient;
 let renewedHere = 0;
@@ -91,7 +94,12 @@ function showState(state: 'signed-in' | 'signed-out'): void {
 
 async function refreshAccount(): Promise<void> {
   const response = await client.fetch('/api/account');
-  if (response.ok) element('account-email').textContent = ((await response.json()) as { email: string }).email;
+  if (!response.ok) return;
+  const account = (await response.json()) as { email: string; email_verified: boolean };
+  element('account-email').textContent = account.email;
+  emailStatus.textContent = account.email_verified ? 'verified' : 'not verified yet: follow the link mailed to it';
+  emailStatus.dataset.verified = String(account.email_verified);
+  resendButton.hidden = account.email_verified;
 }
 
 async function refreshLists(): Promise<void> {
@@ -179,7 +187,9 @@ function makeClient(mode: Mode): LatchkeyClient {
         ? 'Signed in by another tab of this browser.'
         : event.detail.via === 'resume'
           ? 'Picked up the existing sign-in.'
-          : 'Signed in.',
+          : event.detail.via === 'reset'
+            ? 'Password reset: signed in here, signed out everywhere else.'
+            : 'Signed in.',
     );
     onSignedIn();
   });
@@ -235,7 +245,9 @@ element<HTMLFormElement>('signup-form').addEventListener('submit', (event) => {
   void run(async () => {
     const user = await client.register(String(data.get('email')), String(data.get('password')));
     form.reset();
-    say(`Account created for ${user.email}. Sign in below.`);
+    say(
+      `Account created for ${user.email}. Sign in below. A link to confirm the address is on its way (running locally, the terminal running npm start shows the path of the message file).`,
+    );
     element<HTMLInputElement>('signin-email').value = user.email;
     element<HTMLInputElement>('signin-password').focus();
   }, form.querySelector('button'));
@@ -251,6 +263,68 @@ element<HTMLFormElement>('signin-form').addEventListener('submit', (event) => {
     form.reset();
     (form.querySelector(`input[value="${client.mode}"]`) as HTMLInputElement | null)?.click();
   }, form.querySelector('button'));
+});
+
+element<HTMLFormElement>('forgot-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const data = new FormData(form);
+  void run(async () => {
+    await client.forgotPassword(String(data.get('email')));
+    form.reset();
+    say('If an account uses this address, a link to reset its password is on its way. It works for 30 minutes, once.');
+  }, form.querySelector('button'));
+});
+
+resetForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const token = resetForm.dataset.token ?? '';
+  const data = new FormData(resetForm);
+  void run(async () => {
+    await client.resetPassword(token, String(data.get('password')));
+    resetForm.reset();
+    resetForm.hidden = true;
+    delete resetForm.dataset.token;
+    say('Password changed. Every other session of the account has ended.');
+  }, resetForm.querySelector('button'));
+});
+
+resendButton.addEventListener('click', () => {
+  void run(async () => {
+    await client.resendVerification();
+    say('A new verification link is on its way.');
+  }, resendButton);
+});
+
+/**
+ * The links latchkey mails point here (APP_URL): `#verify=<token>` or `#reset=<token>`. The token
+ * is taken out of the address bar at once, so it stays out of the history, bookmarks and
+ * screenshots; it was never sent to any server, being in the fragment.
+ */
+function takeLinkToken(): { purpose: 'verify' | 'reset'; token: string } | null {
+  const found = /^#(verify|reset)=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (!found) return null;
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+  return { purpose: found[1] as 'verify' | 'reset', token: found[2] as string };
+}
+
+async function followLink(link: { purpose: 'verify' | 'reset'; token: string }): Promise<void> {
+  if (link.purpose === 'reset') {
+    resetForm.dataset.token = link.token;
+    resetForm.hidden = false;
+    element<HTMLInputElement>('reset-password').focus();
+    return;
+  }
+  await run(async () => {
+    await client.verifyEmail(link.token);
+    say('Email address verified. Thank you.');
+    if (client.signedIn) await refreshAccount();
+  }, null);
+}
+
+window.addEventListener('hashchange', () => {
+  const link = takeLinkToken();
+  if (link) void followLink(link);
 });
 
 element('renew-now').addEventListener('click', (event) => {
@@ -306,6 +380,8 @@ const storedMode = localStorage.getItem(MODE_KEY) === 'bearer' ? 'bearer' : 'coo
 (document.querySelector(`#signin-form input[value="${storedMode}"]`) as HTMLInputElement | null)?.click();
 useMode(storedMode);
 setInterval(tick, 100);
-void client.resume().then((signedIn) => {
+const link = takeLinkToken();
+void client.resume().then(async (signedIn) => {
   if (!signedIn) showState('signed-out');
+  if (link) await followLink(link);
 });

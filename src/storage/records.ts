@@ -6,16 +6,20 @@ export type SecurityEventType =
   | 'logout'
   | 'logout_all'
   | 'password_changed'
+  | 'password_reset'
+  | 'email_verified'
   | 'reuse_detected'
   | 'generation_mismatch'
-  | 'admin_revoked';
+  | 'admin_revoked'
+  | 'proof_failed';
 
 /**
- * Event types an outsider can cause at will (a wrong password needs no account access). Repeats
+ * Event types an outsider can cause at will (a wrong password needs no account access; a copy of
+ * a bound token without its key, `proof_failed`, none either). Repeats
  * are folded into one event with a count, so flooding them cannot push a `reuse_detected` out of
  * the retained history.
  */
-export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed']);
+export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed', 'proof_failed']);
 
 /** What an event says beyond its type: flat, so it crosses RPC and JSON unchanged. */
 export type EventDetail = Record<string, string | number | boolean | null>;
@@ -43,12 +47,18 @@ export interface UserState {
   lastLoginAt: number;
   /** The latest instant the user's clock has handed out. */
   clock: number;
+  /**
+   * When this object learned that the email is verified; null before. Set once, never cleared, so
+   * a token's `email_verified` claim (true when minted at or after this instant) is the same for
+   * every token of one generation, whenever it is answered.
+   */
+  emailVerifiedAt: number | null;
 }
 
 /** D1's mirror of a session, with what strict checks need of its user. */
 export interface SessionMirror {
   session: Pick<SessionRecord, 'createdAt' | 'revokedAt'>;
-  user: { revokedBefore: number; email: string };
+  user: { revokedBefore: number; email: string; emailVerified: boolean };
 }
 
 /**

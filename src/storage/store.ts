@@ -1,5 +1,22 @@
+import type { LinkPurpose, LinkTokenRecord } from '../email/tokens';
 import { StorageUnavailableError } from '../errors';
 import type { DirectoryWrite, SessionMirror } from './records';
+
+/** A fixed-window count of messages per key (table email_sends). */
+export interface SendAllowance {
+  /** e.g. `reset:<email>`, `verify:<user id>`. */
+  key: string;
+  /** Messages allowed per window. */
+  max: number;
+  windowMs: number;
+}
+
+/** What became of a request to issue a link. */
+export type IssuedLink =
+  | { kind: 'issued'; email: string }
+  | { kind: 'throttled'; retryAfterMs: number }
+  /** No account with that email (reset), or an unknown user or an email already verified (verify). */
+  | { kind: 'not_issued' };
 
 /**
  * Every D1 statement latchkey runs, as prepared statements with `?N` binds, and the mapping of
@@ -65,7 +82,11 @@ export class Store {
     nowMs: number;
     maxFailures: number;
     lockoutMs: number;
-  }): Promise<{ failures: number; lockedUntil: number; user: { id: string; passwordHash: string } | null }> {
+  }): Promise<{
+    failures: number;
+    lockedUntil: number;
+    user: { id: string; passwordHash: string; emailVerified: boolean } | null;
+  }> {
     const { email, clientIp, nowMs, maxFailures, lockoutMs } = input;
     const stale = '(locked_until <> 0 AND locked_until <= ?3) OR (locked_until = 0 AND last_failure_at + ?5 <= ?3)';
     const [charged, found] = await this.batch([
@@ -83,16 +104,26 @@ export class Store {
            RETURNING failures, locked_until`,
         )
         .bind(email, clientIp, nowMs, maxFailures, lockoutMs),
-      this.db.prepare('SELECT id, password_hash FROM users WHERE email = ?1').bind(email),
+      this.db.prepare('SELECT id, password_hash, email_verified_at FROM users WHERE email = ?1').bind(email),
     ]);
     const attempt = charged?.results[0] as { failures: number; locked_until: number } | undefined;
-    const user = found?.results[0] as { id: string; password_hash: string } | undefined;
+    const user = found?.results[0] as { id: string; password_hash: string; email_verified_at: number | null } | undefined;
     if (!attempt) throw new StorageUnavailableError(new Error('login attempt upsert returned no row'));
     return {
       failures: attempt.failures,
       lockedUntil: attempt.locked_until,
-      user: user ? { id: user.id, passwordHash: user.password_hash } : null,
+      user: user ? { id: user.id, passwordHash: user.password_hash, emailVerified: user.email_verified_at !== null } : null,
     };
+  }
+
+  /** Forgets the failed logins of (email, client address): the password was right. */
+  async clearLoginAttempts(throttleKey: { email: string; clientIp: string }): Promise<void> {
+    await this.guard(() =>
+      this.db
+        .prepare('DELETE FROM login_attempts WHERE email = ?1 AND client_ip = ?2')
+        .bind(throttleKey.email, throttleKey.clientIp)
+        .run(),
+    );
   }
 
   // ---- the mirror of revocations --------------------------------------------------------
@@ -105,17 +136,23 @@ export class Store {
     const row = await this.guard(() =>
       this.db
         .prepare(
-          `SELECT s.created_at, s.revoked_at, u.revoked_before, u.email
+          `SELECT s.created_at, s.revoked_at, u.revoked_before, u.email, u.email_verified_at
              FROM sessions s JOIN users u ON u.id = s.user_id
             WHERE s.id = ?1 AND s.user_id = ?2`,
         )
         .bind(sessionId, userId)
-        .first<{ created_at: number; revoked_at: number | null; revoked_before: number; email: string }>(),
+        .first<{
+          created_at: number;
+          revoked_at: number | null;
+          revoked_before: number;
+          email: string;
+          email_verified_at: number | null;
+        }>(),
     );
     if (!row) return null;
     return {
       session: { createdAt: row.created_at, revokedAt: row.revoked_at },
-      user: { revokedBefore: row.revoked_before, email: row.email },
+      user: { revokedBefore: row.revoked_before, email: row.email, emailVerified: row.email_verified_at !== null },
     };
   }
 
@@ -177,6 +214,10 @@ export class Store {
    * include the revocation of every older session): the new hash, only if the old one is still
    * what was checked; the fresh session's mirror row and the reset of the failure counter, only if
    * the hash changed. False if the hash had changed in between.
+   *
+   * A reset (`resetLink`) also consumes its link, guarded (unused, unexpired, this user's reset
+   * link), and the new hash goes in only if this batch consumed it, so a link works once whatever
+   * runs at the same time; following the link proves the mailbox, so the email counts as verified.
    */
   async recordPasswordChange(input: {
     pending: readonly DirectoryWrite[];
@@ -185,22 +226,42 @@ export class Store {
     newPasswordHash: string;
     session: { id: string; createdAt: number };
     throttleKey: { email: string; clientIp: string } | null;
+    resetLink?: { tokenHash: string };
   }): Promise<boolean> {
-    const { pending, userId, checkedPasswordHash, newPasswordHash, session, throttleKey } = input;
+    const { pending, userId, checkedPasswordHash, newPasswordHash, session, throttleKey, resetLink } = input;
+    const statements = pending.map((write) => this.writeStatement(write));
+    if (resetLink) {
+      statements.push(
+        this.db
+          .prepare(
+            `UPDATE email_tokens SET used_at = ?3
+              WHERE token_hash = ?1 AND user_id = ?2 AND purpose = 'reset' AND used_at IS NULL AND expires_at > ?3`,
+          )
+          .bind(resetLink.tokenHash, userId, session.createdAt),
+      );
+    }
     // The new hash carries a fresh random salt, so "the hash is now the new one" is true exactly
     // when the guarded UPDATE happened: the statements after it follow it or, like it, do nothing.
-    const statements = [
-      ...pending.map((write) => this.writeStatement(write)),
-      this.db
-        .prepare('UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2')
-        .bind(userId, checkedPasswordHash, newPasswordHash),
+    const changeAt = statements.length;
+    statements.push(
+      resetLink
+        ? this.db
+            .prepare(
+              `UPDATE users SET password_hash = ?3, email_verified_at = COALESCE(email_verified_at, ?5)
+                WHERE id = ?1 AND password_hash = ?2
+                  AND EXISTS (SELECT 1 FROM email_tokens WHERE token_hash = ?4 AND user_id = ?1 AND used_at = ?5)`,
+            )
+            .bind(userId, checkedPasswordHash, newPasswordHash, resetLink.tokenHash, session.createdAt)
+        : this.db
+            .prepare('UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2')
+            .bind(userId, checkedPasswordHash, newPasswordHash),
       this.db
         .prepare(
           `INSERT INTO sessions (id, user_id, created_at)
            SELECT ?3, ?1, ?4 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1 AND password_hash = ?2)`,
         )
         .bind(userId, newPasswordHash, session.id, session.createdAt),
-    ];
+    );
     if (throttleKey) {
       statements.push(
         this.db
@@ -212,6 +273,147 @@ export class Store {
       );
     }
     const results = await this.batch(statements);
+    return results[changeAt]?.meta.changes === 1;
+  }
+
+  // ---- emailed links -----------------------------------------------------------------------
+
+  /** The count of messages for `allowance.key`, charged one more (a window that ran out starts over). */
+  private chargeSend(allowance: SendAllowance, nowMs: number): D1PreparedStatement {
+    return this.db
+      .prepare(
+        `INSERT INTO email_sends (key, window_started_at, sent) VALUES (?1, ?2, 1)
+         ON CONFLICT (key) DO UPDATE SET
+           sent = CASE WHEN window_started_at + ?3 <= ?2 THEN 1 ELSE sent + 1 END,
+           window_started_at = CASE WHEN window_started_at + ?3 <= ?2 THEN ?2 ELSE window_started_at END
+         RETURNING sent, window_started_at`,
+      )
+      .bind(allowance.key, nowMs, allowance.windowMs);
+  }
+
+  private issued(
+    charge: D1Result | undefined,
+    inserted: D1Result | undefined,
+    allowance: SendAllowance,
+    nowMs: number,
+    email: string | undefined,
+  ): IssuedLink {
+    const count = charge?.results[0] as { sent: number; window_started_at: number } | undefined;
+    if (!count) throw new StorageUnavailableError(new Error('email_sends upsert returned no row'));
+    if (count.sent > allowance.max) return { kind: 'throttled', retryAfterMs: count.window_started_at + allowance.windowMs - nowMs };
+    return inserted?.meta.changes === 1 && email !== undefined ? { kind: 'issued', email } : { kind: 'not_issued' };
+  }
+
+  /**
+   * Charges one message to `allowance` and, within it, records a reset link for the account with
+   * this email, bound to the account's password hash at this moment. One round trip; the charge
+   * counts whether or not the account exists.
+   */
+  async issueResetLink(input: {
+    email: string;
+    tokenHash: string;
+    nowMs: number;
+    expiresAt: number;
+    allowance: SendAllowance;
+  }): Promise<IssuedLink> {
+    const { email, tokenHash, nowMs, expiresAt, allowance } = input;
+    const [charge, inserted] = await this.batch([
+      this.chargeSend(allowance, nowMs),
+      this.db
+        .prepare(
+          `INSERT INTO email_tokens (token_hash, user_id, purpose, password_hash_at_issue, expires_at)
+           SELECT ?1, id, 'reset', password_hash, ?2 FROM users
+            WHERE email = ?3 AND (SELECT sent FROM email_sends WHERE key = ?4) <= ?5`,
+        )
+        .bind(tokenHash, expiresAt, email, allowance.key, allowance.max),
+    ]);
+    return this.issued(charge, inserted, allowance, nowMs, email);
+  }
+
+  /**
+   * Charges one message to `allowance` and, within it, records a verification link for the user,
+   * unless their email is verified already. Answers the address to send it to.
+   */
+  async issueVerificationLink(input: {
+    userId: string;
+    tokenHash: string;
+    nowMs: number;
+    expiresAt: number;
+    allowance: SendAllowance;
+  }): Promise<IssuedLink> {
+    const { userId, tokenHash, nowMs, expiresAt, allowance } = input;
+    const [charge, inserted, user] = await this.batch([
+      this.chargeSend(allowance, nowMs),
+      this.db
+        .prepare(
+          `INSERT INTO email_tokens (token_hash, user_id, purpose, password_hash_at_issue, expires_at)
+           SELECT ?1, id, 'verify', NULL, ?2 FROM users
+            WHERE id = ?3 AND email_verified_at IS NULL AND (SELECT sent FROM email_sends WHERE key = ?4) <= ?5`,
+        )
+        .bind(tokenHash, expiresAt, userId, allowance.key, allowance.max),
+      this.db.prepare('SELECT email FROM users WHERE id = ?1').bind(userId),
+    ]);
+    const email = (user?.results[0] as { email: string } | undefined)?.email;
+    return this.issued(charge, inserted, allowance, nowMs, email);
+  }
+
+  /** A link token by its hash, with its user's current password hash; null when unknown. */
+  async findLinkToken(tokenHash: string): Promise<LinkTokenRecord | null> {
+    const row = await this.guard(() =>
+      this.db
+        .prepare(
+          `SELECT t.user_id, t.purpose, t.password_hash_at_issue, t.expires_at, t.used_at, u.password_hash
+             FROM email_tokens t JOIN users u ON u.id = t.user_id
+            WHERE t.token_hash = ?1`,
+        )
+        .bind(tokenHash)
+        .first<{
+          user_id: string;
+          purpose: LinkPurpose;
+          password_hash_at_issue: string | null;
+          expires_at: number;
+          used_at: number | null;
+          password_hash: string;
+        }>(),
+    );
+    if (!row) return null;
+    return {
+      userId: row.user_id,
+      purpose: row.purpose,
+      passwordHashAtIssue: row.password_hash_at_issue,
+      expiresAt: row.expires_at,
+      usedAt: row.used_at,
+      currentPasswordHash: row.password_hash,
+    };
+  }
+
+  /**
+   * A verification's D1 part, in one transaction after the object's pending writes: the link
+   * consumed, guarded (unused, unexpired at `at`, this user's verification link), and the email
+   * marked verified only if this batch consumed it. True if it did.
+   */
+  async recordEmailVerified(input: {
+    pending: readonly DirectoryWrite[];
+    userId: string;
+    tokenHash: string;
+    at: number;
+  }): Promise<boolean> {
+    const { pending, userId, tokenHash, at } = input;
+    const results = await this.batch([
+      ...pending.map((write) => this.writeStatement(write)),
+      this.db
+        .prepare(
+          `UPDATE email_tokens SET used_at = ?3
+            WHERE token_hash = ?1 AND user_id = ?2 AND purpose = 'verify' AND used_at IS NULL AND expires_at > ?3`,
+        )
+        .bind(tokenHash, userId, at),
+      this.db
+        .prepare(
+          `UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?3)
+            WHERE id = ?2 AND EXISTS (SELECT 1 FROM email_tokens WHERE token_hash = ?1 AND user_id = ?2 AND used_at = ?3)`,
+        )
+        .bind(tokenHash, userId, at),
+    ]);
     return results[pending.length]?.meta.changes === 1;
   }
 
@@ -219,19 +421,29 @@ export class Store {
 
   /**
    * Deletes what can no longer matter (the Cron Trigger, daily): mirror rows of sessions past
-   * SESSION_MAX_AGE, which no strict check can find live, and login-throttle rows whose failures
-   * and lockout have run out. Returns how many rows of each went.
+   * SESSION_MAX_AGE, which no strict check can find live; login-throttle rows whose failures
+   * and lockout have run out; emailed links past their expiry, used or not (nothing can use them);
+   * and message counts whose window has run out. Returns how many rows of each went.
    */
-  async prune(input: { sessionsCreatedBefore: number; attemptsStaleBefore: number; nowMs: number }): Promise<{
-    sessions: number;
-    attempts: number;
-  }> {
-    const [sessions, attempts] = await this.batch([
+  async prune(input: {
+    sessionsCreatedBefore: number;
+    attemptsStaleBefore: number;
+    sendWindowsStartedBefore: number;
+    nowMs: number;
+  }): Promise<{ sessions: number; attempts: number; links: number; sends: number }> {
+    const [sessions, attempts, links, sends] = await this.batch([
       this.db.prepare('DELETE FROM sessions WHERE created_at < ?1').bind(input.sessionsCreatedBefore),
       this.db
         .prepare('DELETE FROM login_attempts WHERE last_failure_at < ?1 AND locked_until <= ?2')
         .bind(input.attemptsStaleBefore, input.nowMs),
+      this.db.prepare('DELETE FROM email_tokens WHERE expires_at <= ?1').bind(input.nowMs),
+      this.db.prepare('DELETE FROM email_sends WHERE window_started_at < ?1').bind(input.sendWindowsStartedBefore),
     ]);
-    return { sessions: sessions?.meta.changes ?? 0, attempts: attempts?.meta.changes ?? 0 };
+    return {
+      sessions: sessions?.meta.changes ?? 0,
+      attempts: attempts?.meta.changes ?? 0,
+      links: links?.meta.changes ?? 0,
+      sends: sends?.meta.changes ?? 0,
+    };
   }
 }

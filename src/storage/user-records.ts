@@ -54,6 +54,15 @@ const MIGRATIONS: readonly string[] = [
      write    TEXT NOT NULL,
      attempts INTEGER NOT NULL DEFAULT 0
    );`,
+  // Sessions bound to a key (PROTOCOL.md, "Proof of possession"), and the proofs already used.
+  `ALTER TABLE sessions ADD COLUMN dpop_jkt TEXT;    -- thumbprint of the DPoP key, bound at login
+   ALTER TABLE sessions ADD COLUMN dbsc_jkt TEXT;    -- thumbprint of the browser's DBSC key
+   CREATE TABLE used_proofs (
+     jti   TEXT PRIMARY KEY,
+     until INTEGER NOT NULL                          -- after this the proof is too old anyway
+   );`,
+  // When the object learned the email is verified (user's clock, ms); NULL before.
+  'ALTER TABLE user_state ADD COLUMN email_verified_at INTEGER;',
 ];
 
 interface SessionRow {
@@ -64,6 +73,8 @@ interface SessionRow {
   gen_minted_at: number;
   gen_expires_at: number;
   revoked_at: number | null;
+  dpop_jkt: string | null;
+  dbsc_jkt: string | null;
 }
 
 interface EventRow {
@@ -76,7 +87,7 @@ interface EventRow {
   last_at: number;
 }
 
-const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at';
+const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at, dpop_jkt, dbsc_jkt';
 
 // SqlStorage rows are typed as plain records; each query below names the row shape it selects.
 type Row = Record<string, SqlStorageValue>;
@@ -100,23 +111,32 @@ export class UserRecords {
 
   loadUser(): UserState | null {
     const row = this.sql
-      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number }>(
-        'SELECT user_id, revoked_before, last_login_at, clock FROM user_state',
+      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number; email_verified_at: number | null }>(
+        'SELECT user_id, revoked_before, last_login_at, clock, email_verified_at FROM user_state',
       )
       .toArray()[0];
     if (!row) return null;
-    return { userId: row.user_id, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at, clock: row.clock };
+    return {
+      userId: row.user_id,
+      revokedBefore: row.revoked_before,
+      lastLoginAt: row.last_login_at,
+      clock: row.clock,
+      emailVerifiedAt: row.email_verified_at,
+    };
   }
 
   saveUser(user: UserState): void {
     this.sql.exec(
-      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock) VALUES (1, ?, ?, ?, ?)
+      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock, email_verified_at)
+       VALUES (1, ?, ?, ?, ?, ?)
        ON CONFLICT (singleton) DO UPDATE SET
-         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock`,
+         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock,
+         email_verified_at = excluded.email_verified_at`,
       user.userId,
       user.revokedBefore,
       user.lastLoginAt,
       user.clock,
+      user.emailVerifiedAt,
     );
   }
 
@@ -141,13 +161,16 @@ export class UserRecords {
 
   insertSession(session: SessionRecord): void {
     this.sql.exec(
-      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at, dpop_jkt, dbsc_jkt)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       session.id,
       session.client,
       session.createdAt,
       session.gen,
       session.genMintedAt,
       session.genExpiresAt,
+      session.dpopJkt,
+      session.dbscJkt,
     );
   }
 
@@ -157,26 +180,38 @@ export class UserRecords {
    * caller's transaction must fail rather than mint one generation twice.
    */
   advanceGeneration(next: SessionRecord, fromGen: number): void {
-    const cursor = this.sql.exec(
-      'UPDATE sessions SET gen = ?, gen_minted_at = ?, gen_expires_at = ? WHERE id = ? AND gen = ? AND revoked_at IS NULL',
+    const advanced = this.sql.exec(
+      `UPDATE sessions SET gen = ?, gen_minted_at = ?, gen_expires_at = ?
+        WHERE id = ? AND gen = ? AND revoked_at IS NULL RETURNING id`,
       next.gen,
       next.genMintedAt,
       next.genExpiresAt,
       next.id,
       fromGen,
     );
-    if (cursor.rowsWritten !== 1) throw new Error(`generation ${fromGen} of the session is no longer current`);
+    if (advanced.toArray().length !== 1) throw new Error(`generation ${fromGen} of the session is no longer current`);
   }
 
   /** Marks a session revoked; false if it was unknown or already revoked. */
   revokeSession(sessionId: string, at: number, reason: string): boolean {
-    const cursor = this.sql.exec(
-      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL',
+    const revoked = this.sql.exec(
+      'UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL RETURNING id',
       at,
       reason,
       sessionId,
     );
-    return cursor.rowsWritten === 1;
+    return revoked.toArray().length === 1;
+  }
+
+  /**
+   * Records a proof's `jti` as used until `until` (milliseconds). True the first time; false for a
+   * proof seen before: a replay (RFC 9449 §11.1).
+   */
+  useProofOnce(jti: string, until: number): boolean {
+    return (
+      this.sql.exec('INSERT INTO used_proofs (jti, until) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING RETURNING jti', jti, until).toArray()
+        .length === 1
+    );
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -187,16 +222,17 @@ export class UserRecords {
    */
   appendEvent(event: SecurityEvent, coalesceWindowMs: number): void {
     if (COALESCED_EVENT_TYPES.has(event.type)) {
-      const cursor = this.sql.exec(
+      const coalesced = this.sql.exec(
         `UPDATE events SET count = count + 1, last_at = ?
           WHERE id = (SELECT id FROM events WHERE type = ? AND session_id IS ? AND last_at > ?
-                       ORDER BY id DESC LIMIT 1)`,
+                       ORDER BY id DESC LIMIT 1)
+          RETURNING id`,
         event.at,
         event.type,
         event.sessionId,
         event.at - coalesceWindowMs,
       );
-      if (cursor.rowsWritten === 1) return;
+      if (coalesced.toArray().length === 1) return;
     }
     this.sql.exec(
       'INSERT INTO events (type, at, session_id, detail, count, last_at) VALUES (?, ?, ?, ?, 1, ?)',
@@ -270,24 +306,28 @@ export class UserRecords {
     sessionsIdleBeforeSeconds: number;
     eventsBefore: number;
     eventsKept: number;
-  }): { sessions: number; events: number } {
-    const sessions = this.sql.exec(
+    proofsBefore: number;
+  }): void {
+    this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
       input.sessionsCreatedBefore,
       input.sessionsIdleBeforeSeconds,
-    ).rowsWritten;
-    const byAge = this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore).rowsWritten;
-    const byCount = this.sql.exec(
+    );
+    this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore);
+    this.sql.exec('DELETE FROM used_proofs WHERE until < ?', input.proofsBefore);
+    this.sql.exec(
       'DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)',
       input.eventsKept,
-    ).rowsWritten;
-    return { sessions, events: byAge + byCount };
+    );
   }
 
   /** Whether anything is stored that pruning may one day delete, or D1 is still owed a write. */
   holdsAnything(): boolean {
     const row = this.sql
-      .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox) AS n')
+      .exec<{ n: number }>(
+        `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox)
+              + (SELECT COUNT(*) FROM used_proofs) AS n`,
+      )
       .one();
     return row.n > 0;
   }
@@ -303,5 +343,7 @@ function toSession(userId: string, row: SessionRow): SessionRecord {
     genMintedAt: row.gen_minted_at,
     genExpiresAt: row.gen_expires_at,
     revokedAt: row.revoked_at,
+    dpopJkt: row.dpop_jkt,
+    dbscJkt: row.dbsc_jkt,
   };
 }

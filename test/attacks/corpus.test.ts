@@ -323,6 +323,7 @@ const TOKEN_ROUTES: Route[] = [
   { name: 'GET /auth/sessions', send: (headers) => call('/auth/sessions', { headers }) },
   { name: 'DELETE /auth/sessions/:id', send: (headers) => call(`/auth/sessions/${fx.user.token.session_id}`, { method: 'DELETE', headers }) },
   { name: 'GET /auth/events', send: (headers) => call('/auth/events', { headers }) },
+  { name: 'POST /auth/email/resend', send: (headers) => call('/auth/email/resend', { method: 'POST', headers }) },
 ];
 
 /** The origin the test configuration allows (wrangler.toml's ALLOWED_ORIGINS). */
@@ -384,6 +385,9 @@ const BODY_ROUTES: Record<string, { path: string; token: () => string | undefine
   register: { path: '/auth/register', token: () => undefined },
   login: { path: '/auth/login', token: () => undefined },
   password: { path: '/auth/password', token: () => fx.requester.token.access_token },
+  forgot: { path: '/auth/password/forgot', token: () => undefined },
+  reset: { path: '/auth/password/reset', token: () => undefined },
+  verify: { path: '/auth/email/verify', token: () => undefined },
 };
 
 let address = 0;

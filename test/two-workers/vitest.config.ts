@@ -92,13 +92,27 @@ export default defineProject({
       const resourceOptions = workerOptionsOf(join(root, 'examples', 'resource-worker', 'wrangler.toml'));
       const signingKeys: JwkSet = { keys: [generateSigningKey()] };
 
-      const latchkey = (name: string, keys: string) => ({
+      const latchkey = (name: string, keys: string, objectStorage?: string) => ({
         ...latchkeyOptions,
         name,
+        // Successive deployments of one Worker share its Durable Objects' storage: the rotation
+        // phases, each its own Worker here, share one storage key for the user objects.
+        ...(objectStorage === undefined
+          ? {}
+          : { durableObjects: { USER_AUTHORITY: { className: 'UserAuthority', useSQLite: true, unsafeUniqueKey: objectStorage } } }),
         modules: true,
         modulesRoot: dirname(latchkeyScript),
         scriptPath: latchkeyScript,
-        bindings: { ...latchkeyOptions.bindings, ISSUER, SIGNING_KEYS: keys, ADMIN_TOKEN: generateAdminToken() },
+        // Like the main suite, many sign-ins from one address: the per-address limit and the hash
+        // budget (test-only switches) are off; test/login-storm.test.ts proves them.
+        bindings: {
+          ...latchkeyOptions.bindings,
+          ISSUER,
+          SIGNING_KEYS: keys,
+          ADMIN_TOKEN: generateAdminToken(),
+          ADDRESS_RATE_LIMIT: 'off',
+          HASH_BUDGET: 'off',
+        },
         d1Databases: { DB: DATABASE },
       });
       const resource = (name: string, changes: { bindings?: Record<string, string>; binding: boolean }) => ({
@@ -120,6 +134,9 @@ export default defineProject({
           d1Databases: { DB: DATABASE },
           bindings: {
             ISSUER,
+            // latchkey's own signing keys, so that the runner can mint tokens exactly as latchkey
+            // does, bound ones included (test/two-workers/dpop.test.ts).
+            LATCHKEY_SIGNING_KEYS: JSON.stringify(signingKeys),
             ROTATION_OLD_KID: rotation.oldKid,
             ROTATION_NEW_KID: rotation.newKid,
             TEST_MIGRATIONS: await readD1Migrations(join(root, 'migrations')),
@@ -137,7 +154,9 @@ export default defineProject({
             resource('resource-jwks', { binding: false }),
             resource('resource-binding', { binding: true }),
             resource('resource-inline', { binding: false, bindings: { LATCHKEY_JWKS: publicJwks(signingKeys) } }),
-            ...rotation.phases.map((keys, phase) => latchkey(`latchkey-rotation-${phase}`, keys)),
+            ...rotation.phases.map((keys, phase) =>
+              latchkey(`latchkey-rotation-${phase}`, keys, 'latchkey-rotation-UserAuthority'),
+            ),
           ],
         },
       };

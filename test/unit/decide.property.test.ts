@@ -37,17 +37,12 @@ interface Scenario {
 // The reference model: PROTOCOL.md's table, rules 2 to 8, read literally.
 
 /** The instants at which the presented token can have been minted, given what the records say. */
-function mintInterval(token: PresentedToken, session: SessionRecord): { earliest: number; latest: number } {
-  // A token's iat is the floor of its mint instant; the session's first token was minted at its login,
-  // every other one after it and at or before the current generation's mint.
-  let earliest = Math.max(token.iat * SECOND, session.createdAt);
-  let latest = Math.min(token.iat * SECOND + 999, session.genMintedAt);
-  if (token.gen === 1) earliest = latest = session.createdAt;
-  return { earliest, latest };
-}
-
-function sameSecond(a: number, b: number): boolean {
-  return Math.floor(a / SECOND) === Math.floor(b / SECOND);
+function latestMint(token: PresentedToken, session: SessionRecord): number {
+  // A token's iat is the floor of its mint instant; the session's first token was minted at its
+  // login, and a superseded one before the current generation's mint (the user's clock hands out
+  // each instant once).
+  if (token.gen === 1) return session.createdAt;
+  return Math.min(token.iat * SECOND + 999, session.genMintedAt - 1);
 }
 
 function referenceDecision(scenario: Scenario): RenewalDecision {
@@ -64,13 +59,10 @@ function referenceDecision(scenario: Scenario): RenewalDecision {
   if (token.gen === session.gen) return { kind: 'rotate', nextGen: session.gen + 1 };
   // Rule 6: the previous one, while the current one is younger than REUSE_GRACE.
   if (token.gen + 1 === session.gen && nowMs < session.genMintedAt + policy.reuseGraceMs) return { kind: 'grace' };
-  // Rule 7: superseded. "User" scope if minted at or after the last login; when only the second is
-  // known and it is the last login's second, toward safety, which is "user".
+  // Rule 7: superseded. "User" scope unless the token was certainly minted before the last login,
+  // as precisely as the records and `iat` place it; anything less certain, toward safety, is "user".
   if (token.gen < session.gen) {
-    const { earliest, latest } = mintInterval(token, session);
-    const certainlyBefore = latest < user.lastLoginAt && !sameSecond(token.iat * SECOND, user.lastLoginAt);
-    const certainlyAfter = earliest >= user.lastLoginAt;
-    return { kind: 'reuse', scope: certainlyAfter || !certainlyBefore ? 'user' : 'session' };
+    return { kind: 'reuse', scope: latestMint(token, session) < user.lastLoginAt ? 'session' : 'user' };
   }
   // Rule 8.
   return { kind: 'mismatch' };
@@ -137,6 +129,8 @@ const scenarioArb: fc.Arbitrary<Scenario> = policyArb.chain(({ ttlSeconds, polic
         genMintedAt,
         genExpiresAt: Math.floor(genMintedAt / SECOND) + ttlSeconds,
         revokedAt: r.revokedAt === null ? null : r.loginMs + r.revokedAt,
+        dpopJkt: null,
+        dbscJkt: null,
       };
       const tokenGen = Math.max(1, r.sessionGen + r.tokenGenDelta);
       const loginSecond = Math.floor(r.loginMs / SECOND);
@@ -268,6 +262,8 @@ describe('decideRenewal: invariants', () => {
           genMintedAt: nowMs,
           genExpiresAt: Math.floor(nowMs / SECOND) + ttlSeconds,
           revokedAt: null,
+          dpopJkt: null,
+          dbscJkt: null,
         };
         const user: UserInstants = { revokedBefore: 0, lastLoginAt: nowMs };
         const minted: PresentedToken[] = [{ gen: 1, iat: Math.floor(nowMs / SECOND), exp: session.genExpiresAt }];

@@ -23,6 +23,8 @@ function scenario(gen: number, mintedAt: number) {
     genMintedAt: mintedAt,
     genExpiresAt: Math.floor(mintedAt / 1000) + TTL,
     revokedAt: null,
+    dpopJkt: null,
+    dbscJkt: null,
   };
   const user: UserInstants = { revokedBefore: 0, lastLoginAt: LOGIN };
   return { session, user };
@@ -141,13 +143,66 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     });
   });
 
-  it('rule 7: a token in the same second as the last login resolves toward safety (scope "user")', () => {
-    const lastLoginAt = mintedAt + 30_500;
-    const sameSecond = { gen: 1, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
-    const olderSession = { ...session, createdAt: LOGIN };
-    expect(
-      decideRenewal(sameSecond, olderSession, { ...user, lastLoginAt }, lastLoginAt + 60_000, policy),
-    ).toEqual({ kind: 'reuse', scope: 'user' });
+  it('rule 7: a token the records cannot place before the last login, in its second, resolves toward safety (scope "user")', () => {
+    // Generation 2 minted in the last login's second; generation 3 minted after the login.
+    const lastLoginAt = Math.floor(mintedAt / 1000) * 1000 - 1000 + 500;
+    const sameSecond = { gen: 2, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
+    expect(decideRenewal(sameSecond, session, { ...user, lastLoginAt }, mintedAt + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'user',
+    });
+  });
+
+  it('rule 7: a generation-1 token was minted at its login, so in the same second as a later login it is scope "session"', () => {
+    // Logged in at x.100; the user logs in again elsewhere at x.400; the first session renewed at x.700.
+    const login = Math.floor(LOGIN / 1000) * 1000 + 100;
+    const first: SessionRecord = { ...session, createdAt: login, gen: 2, genMintedAt: login + 600 };
+    const token = { gen: 1, iat: Math.floor(login / 1000), exp: Math.floor(login / 1000) + TTL };
+    expect(decideRenewal(token, first, { ...user, lastLoginAt: login + 300 }, login + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'session',
+    });
+  });
+
+  it('rule 7: a token superseded before the last login is scope "session", even within the login\'s second', () => {
+    // Generation 2 minted at x.100 and superseded at x.200; the user logs in again at x.300.
+    const second = Math.floor(mintedAt / 1000) * 1000;
+    const renewed: SessionRecord = { ...session, gen: 3, genMintedAt: second + 200 };
+    const token = { gen: 2, iat: Math.floor(second / 1000), exp: Math.floor(second / 1000) + TTL };
+    expect(decideRenewal(token, renewed, { ...user, lastLoginAt: second + 300 }, second + 60_000, policy)).toEqual({
+      kind: 'reuse',
+      scope: 'session',
+    });
+  });
+
+  it('rule 1b: a session bound to a DPoP key needs a proof by that key, before anything else, even an idle token', () => {
+    const bound = { ...session, dpopJkt: 'key-a' };
+    const token = tokenOf(3, mintedAt);
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy)).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-b' })).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dbsc', jkt: 'key-a' })).toEqual({ kind: 'unproven' });
+    const idle = token.exp * 1000 + policy.renewWindowMs + 1;
+    expect(decideRenewal(token, bound, user, idle, policy)).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-a' })).toEqual({
+      kind: 'rotate',
+      nextGen: 4,
+    });
+  });
+
+  it('rule 1b: a superseded token with the right proof is judged by rule 7 as ever; without it, nothing is revoked', () => {
+    const bound = { ...session, dpopJkt: 'key-a' };
+    const old = tokenOf(1, LOGIN);
+    expect(decideRenewal(old, bound, user, mintedAt + 60_000, policy).kind).toBe('unproven');
+    expect(decideRenewal(old, bound, user, mintedAt + 60_000, policy, { kind: 'dpop', jkt: 'key-a' }).kind).toBe('reuse');
+  });
+
+  it('rule 1b: a session bound both ways takes a proof of either key, each of its own kind', () => {
+    const both = { ...session, dpopJkt: 'client-key', dbscJkt: 'browser-key' };
+    const token = tokenOf(3, mintedAt);
+    const at = mintedAt + 1000;
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dbsc', jkt: 'browser-key' }).kind).toBe('rotate');
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'client-key' }).kind).toBe('rotate');
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'browser-key' }).kind).toBe('unproven');
   });
 
   it('rule 8: a generation beyond the stored one is a mismatch', () => {
