@@ -156,7 +156,7 @@ interface WritePath {
 
 const B = true as const;
 const STRICT_CHECK = { sql: /^\s*SELECT s\.created_at, s\.revoked_at, u\.revoked_before, u\.email/ };
-const CHARGE = [{ sql: /^\s*INSERT INTO login_attempts/, batch: B }, { sql: /^SELECT id, password_hash FROM users/, batch: B }];
+const CHARGE = [{ sql: /^\s*INSERT INTO login_attempts/, batch: B }, { sql: /^SELECT id, password_hash[\w, ]* FROM users WHERE email/, batch: B }];
 const REVOKE_SESSION = { sql: /^UPDATE sessions SET revoked_at = COALESCE/, batch: B };
 const REVOKE_USER = { sql: /^UPDATE users SET revoked_before = MAX/, batch: B };
 const UNAVAILABLE = { status: 503, code: 'temporarily_unavailable' };
