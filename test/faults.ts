@@ -179,14 +179,6 @@ function authorityOver(
 }
 
 /**
- * The D1 seam of the store the user's object used to expose. The object's D1 is `#private` now:
- * pass `bindingsWith(db)` (or `authorityNamespace(db)`) to the Worker instead.
- */
-export async function setAuthorityD1(_userId: string, _db: D1Database | undefined): Promise<never> {
-  throw new Error("setAuthorityD1 no longer reaches the object's D1: call the Worker with bindingsWith(db)");
-}
-
-/**
  * Counts every statement that goes through `pick`, in order, and fails the `failAt`-th one
  * (counted from 0) with `timing`. Shared by the Worker's D1 and the user object's, it numbers the
  * statements of one request across both.
