@@ -11,6 +11,7 @@ import { app } from '../src/app';
 import { testClock } from '../src/clock';
 import worker from '../src/index';
 import { PASSKEY_CEREMONY_TIMEOUT_MS, PASSKEY_CHALLENGE_TTL_MS } from '../src/passkeys/ceremony';
+import { direct } from './direct';
 import { authorityStub } from './faults';
 import {
   call,
@@ -367,6 +368,18 @@ describe('signing in with a passkey', () => {
     const reuse = (await eventsOf(fresh.access_token)).find((event) => event.type === 'reuse_detected');
     expect(reuse?.detail).toEqual({ scope: 'session' });
     await renewOk(fresh.access_token);
+  });
+
+  it('REQUIRE_VERIFIED_EMAIL refuses a passkey sign-in of an unverified account, as it refuses a password login', async () => {
+    const { id, credential } = await userWithPasskey();
+    const sessions = await sessionCount(id);
+    const response = await direct(
+      '/auth/passkeys/login',
+      { method: 'POST', json: { response: await credential.authenticate(await requestOptions()) } },
+      { ...env, REQUIRE_VERIFIED_EMAIL: 'true' } as Env,
+    );
+    await expectProblem(response, 403, 'email_unverified');
+    expect(await sessionCount(id)).toBe(sessions);
   });
 
   it('cookie mode sets the token cookie and keeps the token out of the body', async () => {

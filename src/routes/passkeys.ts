@@ -105,6 +105,10 @@ export const passkeyRoutes = new Hono<AppEnv>()
     if (!challengeValid || !credential) throw new ApiError('invalid_credentials');
     const checked = await verifyAssertion(configOf(c), response, challenge, credential);
     if (!checked.ok) throw new ApiError('invalid_credentials');
+    // As for a password login: only once the credential is proven, so it reveals nothing to others.
+    if (configOf(c).requireVerifiedEmail && !(await storeOf(c).emailVerifiedOf(credential.userId))) {
+      throw new ApiError('email_unverified');
+    }
     const grant = await callAuthority(() =>
       authorityOf(c, credential.userId).loginWithPasskey({
         userId: credential.userId,

@@ -96,6 +96,14 @@ export class Store {
     return row !== null;
   }
 
+  /** Whether the user's email address is verified; false for an unknown user. */
+  async emailVerifiedOf(userId: string): Promise<boolean> {
+    const row = await this.guard(() =>
+      this.db.prepare('SELECT email_verified_at FROM users WHERE id = ?1').bind(userId).first<{ email_verified_at: number | null }>(),
+    );
+    return row !== null && row.email_verified_at !== null;
+  }
+
   /** The user's current password hash, or null for an unknown user. */
   async passwordHashOf(userId: string): Promise<string | null> {
     const row = await this.guard(() =>
