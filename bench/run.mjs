@@ -233,6 +233,8 @@ const LOOPS = {
   'app-health-bearer': { n: 20000, label: 'the same, the request carrying a bearer token' },
   'app-me': { n: 20000, label: 'the Worker handling GET /api/me, token in the cache' },
   'app-me-distinct': { n: 4000, label: 'the Worker handling GET /api/me, a different token each time' },
+  'app-renew': { n: 600, label: 'the Worker handling POST /auth/renew, unbound session (a proof signed in the loop, ignored)' },
+  'app-renew-bound': { n: 600, label: 'the same, the session bound to the proof\'s key: the difference is what binding costs a renewal' },
 };
 
 async function loops(url) {

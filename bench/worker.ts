@@ -93,30 +93,73 @@ const LOOP_OPS = [
   'app-health-bearer',
   'app-me',
   'app-me-distinct',
+  'app-renew',
+  'app-renew-bound',
 ] as const;
 type LoopOp = (typeof LOOP_OPS)[number];
 
 /**
- * A DPoP proof for a renewal with `token`, made now by a client key of this isolate's, and what it
- * is checked against: everything a bound request checks beyond an unbound one (the key imported
- * from the proof, its signature, every claim, `ath`, the thumbprint), all but the replay store.
+ * A DPoP proof for a renewal with `token` (or, without one, for `url`: a login), made now by a client
+ * key of this isolate's, and what it is checked against: everything a bound request checks beyond
+ * an unbound one (the key imported from the proof, its signature, every claim, `ath`, the
+ * thumbprint), all but the replay store.
  */
 let loopProofKey: Promise<{ privateKey: CryptoKey; jwk: Record<string, unknown>; jkt: string }> | undefined;
-async function loopProof(token: string) {
+async function loopProof(token: string | undefined, url = 'http://bench/auth/renew') {
   loopProofKey ??= (async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const jwk = await exportJWK(publicKey);
     return { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk) };
   })();
   const key = await loopProofKey;
-  const url = 'http://bench/auth/renew';
   const nowMs = Date.now();
-  const ath = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
-  const proof = await new SignJWT({ jti: crypto.randomUUID(), htm: 'POST', htu: url, ath })
+  const ath =
+    token === undefined
+      ? undefined
+      : base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
+  const proof = await new SignJWT({ jti: crypto.randomUUID(), htm: 'POST', htu: url, ...(ath === undefined ? {} : { ath }) })
     .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk })
     .setIssuedAt(Math.floor(nowMs / 1000))
     .sign(key.privateKey);
   return { proof, expect: { method: 'POST', url, nowMs, accessToken: token, jkt: key.jkt } };
+}
+
+/**
+ * One user signed in twice through the Worker, once without a proof and once with one of the
+ * loops' key, for the `app-renew` loops, which renew the two sessions in turn. Each renewal of
+ * either carries a fresh proof signed in the loop; the unbound session's goes as `Bearer`, which
+ * ignores it. So signing costs both loops alike, and what the second costs more is what the
+ * session's binding costs latchkey: the proof's check and its `jti` recorded in the user's object.
+ * Made at the first /bench/loop call (the warm-up's), so no timed loop pays the logins' hashes.
+ */
+interface LoopSession {
+  scheme: 'Bearer' | 'DPoP';
+  token: string;
+}
+let loopRenewalSet: Promise<{ unbound: LoopSession; bound: LoopSession }> | undefined;
+function loopRenewals(env: BenchEnv, ctx: Parameters<typeof worker.fetch>[2]) {
+  loopRenewalSet ??= (async () => {
+    const email = `loop-${crypto.randomUUID()}@bench.test`;
+    const password = 'correct horse battery staple';
+    const post = (path: string, headers: Record<string, string> = {}) =>
+      worker.fetch(
+        new Request(`http://bench${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ email, password }),
+        }),
+        withoutHashBudget(env),
+        ctx,
+      );
+    if (!(await post('/auth/register')).ok) throw new Error('loop renewals: register failed');
+    const login = async (headers?: Record<string, string>) =>
+      (await (await post('/auth/login', headers)).json()) as { access_token: string; token_type: string };
+    const unbound = await login();
+    const bound = await login({ dpop: (await loopProof(undefined, 'http://bench/auth/login')).proof });
+    if (unbound.token_type !== 'Bearer' || bound.token_type !== 'DPoP') throw new Error('loop renewals: not one of each');
+    return { unbound: { scheme: 'Bearer', token: unbound.access_token }, bound: { scheme: 'DPoP', token: bound.access_token } };
+  })();
+  return loopRenewalSet;
 }
 
 /**
@@ -269,6 +312,7 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     if (!verified.ok) throw new Error('the loop token does not verify');
     const { claims } = verified;
     const proof = await loopProof(token);
+    const renewals = await loopRenewals(c.env, c.executionCtx);
     const request = (path: string, presented: string) =>
       worker.fetch(new Request(`http://bench${path}`, { headers: { authorization: `Bearer ${presented}` } }), c.env, c.executionCtx);
     let ok = 0;
@@ -304,6 +348,17 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
         case 'app-me-distinct':
           ok += Number((await request('/api/me', tokens.distinct[i % tokens.distinct.length]!)).ok);
           break;
+        case 'app-renew':
+        case 'app-renew-bound': {
+          const session = op === 'app-renew' ? renewals.unbound : renewals.bound;
+          const headers = { authorization: `${session.scheme} ${session.token}`, dpop: (await loopProof(session.token)).proof };
+          const response = await worker.fetch(new Request('http://bench/auth/renew', { method: 'POST', headers }), c.env, c.executionCtx);
+          if (response.ok) {
+            session.token = ((await response.json()) as { access_token: string }).access_token;
+            ok += 1;
+          }
+          break;
+        }
       }
     }
     return c.json({ op, n, ok });
