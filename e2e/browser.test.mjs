@@ -650,7 +650,9 @@ describe('passkeys', () => {
     const context = await newContext(browser);
     const { page, account } = await signedInDemo(context, 'cookie', 'passkey');
     const authenticator = await virtualAuthenticator(context, page);
-    const userId = await page.evaluate(async () => (await (await fetch('/api/me', { credentials: 'include' })).json()).user_id);
+    // The session is bound to the page's key, so a bare fetch gets nowhere: read the cookie's token.
+    const cookie = (await context.cookies()).find((entry) => entry.name === 'latchkey_at');
+    const userId = JSON.parse(Buffer.from(cookie.value.split('.')[1], 'base64url').toString()).sub;
 
     await page.fill('#passkey-name', 'Virtual authenticator');
     await page.click('#passkey-add');
