@@ -61,9 +61,9 @@ describe("the user object's schema", () => {
     await login((await emailOf(id)) as string);
     const upgraded = await runInDurableObject(authorityStub(id), (_instance, state) => {
       const sql = state.storage.sql;
-      // The storage as version 1 left it.
+      // The storage as the version before passkeys (the newest migration) left it.
       sql.exec('DROP TABLE passkey_challenges');
-      sql.exec('UPDATE schema_version SET version = 1');
+      sql.exec('UPDATE schema_version SET version = ?', USER_SCHEMA_VERSION - 1);
       new UserRecords(sql).migrate();
       sql.exec("INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES ('c', 's', 1)");
       return {
@@ -71,7 +71,7 @@ describe("the user object's schema", () => {
         sessions: sql.exec('SELECT id FROM sessions').toArray().length,
       };
     });
-    expect(upgraded).toEqual({ version: 2, sessions: 1 });
+    expect(upgraded).toEqual({ version: USER_SCHEMA_VERSION, sessions: 1 });
   });
 });
 
