@@ -1,4 +1,5 @@
 import { getCookie, setCookie } from 'hono/cookie';
+import type { CookieOptions } from 'hono/utils/cookie';
 import { now } from '../clock';
 import type { Config } from '../config';
 import type { TokenGrant } from '../user-authority/results';
@@ -7,18 +8,31 @@ import { type AppContext, configOf } from './context';
 /** The cookie's base name; over https it carries the `__Host-` prefix (RFC 6265bis §4.1.3.2). */
 export const TOKEN_COOKIE = 'latchkey_at';
 
-function servedOverHttps(c: AppContext): boolean {
-  return new URL(c.req.url).protocol === 'https:';
-}
+/**
+ * The attributes the token cookie is always set with, besides its Max-Age. HttpOnly: page scripts
+ * (and so XSS) cannot read it. SameSite=Strict: no other site's page or link makes the browser send
+ * it. Secure: never over plain http, except to localhost, which browsers treat as secure. Path=/
+ * and no Domain, as the `__Host-` prefix requires. DBSC's session instructions name the same ones.
+ */
+export const TOKEN_COOKIE_ATTRIBUTES = {
+  httpOnly: true,
+  secure: true,
+  sameSite: 'Strict',
+  path: '/',
+} as const satisfies CookieOptions;
 
 /**
- * The name the cookie has on this origin. Over https only the `__Host-` name is read: the browser
- * accepts that name only from this exact host, with Secure, Path=/ and no Domain, so a sibling
- * subdomain cannot plant a token of its choosing (cookie tossing, login CSRF). Plain http exists
- * for local development, where browsers refuse the prefix.
+ * The name the cookie has on the origin of `url`. Over https only the `__Host-` name is read: the
+ * browser accepts that name only from this exact host, with Secure, Path=/ and no Domain, so a
+ * sibling subdomain cannot plant a token of its choosing (cookie tossing, login CSRF). Plain http
+ * exists for local development, where browsers refuse the prefix.
  */
+export function tokenCookieName(url: string | URL): string {
+  return new URL(url).protocol === 'https:' ? `__Host-${TOKEN_COOKIE}` : TOKEN_COOKIE;
+}
+
 function cookieName(c: AppContext): string {
-  return servedOverHttps(c) ? `__Host-${TOKEN_COOKIE}` : TOKEN_COOKIE;
+  return tokenCookieName(c.req.url);
 }
 
 /** The access token the request carries in the cookie, if any. */
@@ -38,22 +52,12 @@ export function tokenCookieMaxAge(config: Config, grant: TokenGrant, nowMs: numb
   return Math.min(untilIdleLimit, untilSessionEnds);
 }
 
-/**
- * Sets the token cookie. HttpOnly: page scripts (and so XSS) cannot read it. SameSite=Strict: no
- * other site's page or link makes the browser send it. Secure: never over plain http, except to
- * localhost, which browsers treat as secure.
- */
+/** Sets the token cookie, with TOKEN_COOKIE_ATTRIBUTES. */
 export function setTokenCookie(c: AppContext, grant: TokenGrant): void {
-  setCookie(c, cookieName(c), grant.accessToken, {
-    httpOnly: true,
-    secure: true,
-    sameSite: 'Strict',
-    path: '/',
-    maxAge: tokenCookieMaxAge(configOf(c), grant, now()),
-  });
+  setCookie(c, cookieName(c), grant.accessToken, { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: tokenCookieMaxAge(configOf(c), grant, now()) });
 }
 
 /** Expires the token cookie at once (logout). */
 export function clearTokenCookie(c: AppContext): void {
-  setCookie(c, cookieName(c), '', { httpOnly: true, secure: true, sameSite: 'Strict', path: '/', maxAge: 0 });
+  setCookie(c, cookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
 }
