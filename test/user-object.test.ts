@@ -49,6 +49,8 @@ describe('the RPC surface is exactly the public API', () => {
     'newSession',
     'openSession',
     'liveSession',
+    'replacePassword',
+    'noteEmailVerified',
     'currentClaims',
     'env',
     'ctx',
