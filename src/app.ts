@@ -6,6 +6,7 @@ import { serverDate } from './http/server-date';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
+import { dbscRoutes } from './routes/dbsc';
 import { recoveryRoutes } from './routes/recovery';
 import { passkeyRoutes } from './routes/passkeys';
 
@@ -23,6 +24,7 @@ export const app = new Hono<AppEnv>()
   .route('/auth', authRoutes)
   .route('/auth', recoveryRoutes)
   .route('/auth', passkeyRoutes)
+  .route('/', dbscRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'session_expired'
   | 'token_reused'
   | 'invalid_dpop_proof'
+  | 'invalid_dbsc_proof'
+  | 'dbsc_proof_required'
   | 'unauthorized'
   | 'forbidden_origin'
   | 'email_unverified'
@@ -84,6 +86,20 @@ const PROBLEMS = {
     status: 401,
     title: 'Invalid DPoP proof',
     detail: 'The request carries no valid DPoP proof of the key this credential is bound to.',
+  },
+  // A refused DBSC registration. 400, not 401: a 4xx tells the browser to give up registering,
+  // and the session's cookie stays as it was.
+  invalid_dbsc_proof: {
+    status: 400,
+    title: 'Invalid DBSC proof',
+    detail: 'The registration proof is not valid for this session: sign in again to get a fresh challenge.',
+  },
+  // The refresh URL's request for a proof. 403 is the one status on which the browser signs the
+  // challenge in Secure-Session-Challenge and tries again; any other 4xx would end its session.
+  dbsc_proof_required: {
+    status: 403,
+    title: 'Proof of the session key required',
+    detail: 'Sign the challenge in Secure-Session-Challenge with the session key and refresh again.',
   },
   unauthorized: { status: 401, title: 'Unauthorized', detail: 'Valid administrator credentials are required.' },
   forbidden_origin: {

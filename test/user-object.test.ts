@@ -51,6 +51,7 @@ describe('the RPC surface is exactly the public API', () => {
     'liveSession',
     'replacePassword',
     'noteEmailVerified',
+    'issueDbscChallenge',
     'currentClaims',
     'env',
     'ctx',

@@ -42,14 +42,18 @@ export function tokenFromCookie(c: AppContext): string | undefined {
 }
 
 /**
- * Seconds the cookie lives: long enough to renew the token it holds until the idle limit
- * (RENEW_WINDOW after `exp`), never past the session's absolute end, after which nothing could
- * renew it anyway.
+ * Seconds the cookie lives, never past the session's absolute end, after which nothing could
+ * renew it anyway:
+ * - in general, long enough to renew the token it holds until the idle limit (RENEW_WINDOW after
+ *   `exp`);
+ * - for a session bound through DBSC, exactly as long as its token: the browser refreshes when
+ *   the bound cookie is gone, with a proof of its key, and an expired token in the jar would
+ *   only be a copy that renews nothing.
  */
 export function tokenCookieMaxAge(config: Config, grant: TokenGrant, nowMs: number): number {
-  const untilIdleLimit = config.renewWindowSeconds + config.accessTokenTtlSeconds;
+  const untilUseless = grant.deviceBound ? grant.expiresIn : config.renewWindowSeconds + config.accessTokenTtlSeconds;
   const untilSessionEnds = Math.max(0, Math.floor((grant.sessionEndsAt - nowMs) / 1000));
-  return Math.min(untilIdleLimit, untilSessionEnds);
+  return Math.min(untilUseless, untilSessionEnds);
 }
 
 /** Sets the token cookie, with TOKEN_COOKIE_ATTRIBUTES. */

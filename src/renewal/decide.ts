@@ -69,6 +69,11 @@ export function renewalPolicy(config: Config): RenewalPolicy {
 }
 
 export type RenewalDecision =
+  /**
+   * Rule 1a: a session bound through DBSC, shown its current, unexpired token without a DBSC
+   * proof. The browser renews it (its refresh carries the proof); the token stays as it is.
+   */
+  | { kind: 'browser_renews' }
   /** Rule 1b: a session bound to a key, and no valid proof of it. Nothing is revoked. */
   | { kind: 'unproven' }
   /** Rule 2: idle too long. */
@@ -143,18 +148,41 @@ export function isInactive(token: PresentedToken, nowMs: number, policy: Renewal
 }
 
 /**
- * Rule 1b: whether the request proves possession of a key the session is bound to. An unbound
- * session needs no proof. A bound one needs a proof by one of its keys, of that key's kind: a DPoP
- * proof for the DPoP key, a DBSC proof for the DBSC key (a session may carry one of each).
+ * Rule 1b: whether the request proves possession of the key that renews the session. An unbound
+ * session needs no proof. A session bound through DBSC needs a DBSC proof of its key, even when it
+ * is bound to a DPoP key as well: the browser's key is the one page scripts cannot reach. A
+ * session bound to a DPoP key alone needs a DPoP proof of it.
  */
 export function provesBinding(session: Pick<SessionRecord, 'dpopJkt' | 'dbscJkt'>, proof: PresentedProof | null): boolean {
-  if (session.dpopJkt === null && session.dbscJkt === null) return true;
-  if (proof === null) return false;
-  return proof.jkt === (proof.kind === 'dpop' ? session.dpopJkt : session.dbscJkt);
+  const required = session.dbscJkt !== null ? 'dbsc' : session.dpopJkt !== null ? 'dpop' : null;
+  if (required === null) return true;
+  return proof !== null && proof.kind === required && proof.jkt === (required === 'dbsc' ? session.dbscJkt : session.dpopJkt);
 }
 
 /**
- * PROTOCOL.md's decision table, rule 1b and rules 2 to 8, in order. `proof` is the proof of
+ * Rule 1a. A session bound through DBSC renews only by the browser's own refresh, which proves
+ * the key: its page cannot sign with that key, so whatever it presents itself (the cookie, with a
+ * DPoP proof or without) mints nothing. The current token while it is unexpired is a bearer
+ * credential like on any route; shown here it is answered with the session's standing (live:
+ * the browser renews; else why not), so that a page learns when to look again and a copy learns
+ * nothing it could not learn from any route. Anything else goes on to rule 1b.
+ */
+function browserRenewal(
+  token: PresentedToken,
+  session: SessionRecord,
+  user: UserInstants | null,
+  nowMs: number,
+  policy: RenewalPolicy,
+  proof: PresentedProof | null,
+): RenewalDecision | null {
+  if (session.dbscJkt === null || proof?.kind === 'dbsc') return null;
+  if (token.gen !== session.gen || token.exp * 1000 <= nowMs) return null;
+  const state = sessionState(session, user, nowMs, policy);
+  return state === 'live' ? { kind: 'browser_renews' } : { kind: state };
+}
+
+/**
+ * PROTOCOL.md's decision table, rules 1a and 1b and rules 2 to 8, in order. `proof` is the proof of
  * possession that came with the request, if any; whoever holds a copy of a bound session's token
  * without its key stops at rule 1b, before anything could be revoked.
  */
@@ -166,6 +194,8 @@ export function decideRenewal(
   policy: RenewalPolicy,
   proof: PresentedProof | null = null,
 ): RenewalDecision {
+  const renewedByBrowser = session === null ? null : browserRenewal(token, session, user, nowMs, policy, proof);
+  if (renewedByBrowser !== null) return renewedByBrowser;
   if (session !== null && !provesBinding(session, proof)) return { kind: 'unproven' };
   if (isInactive(token, nowMs, policy)) return { kind: 'inactive' };
   const standing = sessionStanding(session, user, nowMs, policy);

@@ -19,7 +19,7 @@ import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
-import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
+import { assertCookieDeliveryAllowed, isoInstant, newSessionResponse, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 export const MAX_EMAIL_LENGTH = 320;
 export const MAX_CLIENT_LABEL = 64;
@@ -119,7 +119,7 @@ export const authRoutes = new Hono<AppEnv>()
         emailVerified: user.emailVerified,
       }),
     );
-    return tokenResponse(c, grant, mode);
+    return newSessionResponse(c, grant, mode ?? 'bearer');
   })
 
   .post('/renew', async (c) => {
@@ -169,7 +169,7 @@ export const authRoutes = new Hono<AppEnv>()
       }),
     );
     // A page in cookie mode gets the new session's token as a cookie even if it did not say so.
-    return tokenResponse(c, grant, mode ?? (c.get('credential') === 'cookie' ? 'cookie' : 'bearer'));
+    return newSessionResponse(c, grant, mode ?? (c.get('credential') === 'cookie' ? 'cookie' : 'bearer'));
   })
 
   .get('/sessions', requireAccessToken('strict'), async (c) => {

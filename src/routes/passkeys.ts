@@ -16,7 +16,7 @@ import {
 } from '../passkeys/ceremony';
 import { MAX_CREDENTIAL_ID_LENGTH, readAuthenticationResponse, readRegistrationResponse } from '../passkeys/shapes';
 import type { PasskeyRecord } from '../storage/records';
-import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
+import { assertCookieDeliveryAllowed, isoInstant, newSessionResponse, TOKEN_DELIVERIES } from './responses';
 
 const MAX_PASSKEY_NAME = 64;
 const MAX_CLIENT_LABEL = 64;
@@ -121,7 +121,7 @@ export const passkeyRoutes = new Hono<AppEnv>()
         dpop,
       }),
     );
-    return tokenResponse(c, grant, mode);
+    return newSessionResponse(c, grant, mode ?? 'bearer');
   })
 
   .get('/passkeys', requireAccessToken('strict'), async (c) => {

@@ -10,7 +10,7 @@ import { requireAccessToken } from '../http/require-token';
 import { admitHashes } from '../passwords/budget';
 import { hashPassword } from '../passwords/hash';
 import { MAX_CLIENT_LABEL, MAX_EMAIL_LENGTH, requireNewPassword } from './auth';
-import { assertCookieDeliveryAllowed, TOKEN_DELIVERIES, tokenResponse } from './responses';
+import { assertCookieDeliveryAllowed, newSessionResponse, TOKEN_DELIVERIES } from './responses';
 
 /** Longer than any token of ours (43 characters); anything longer is not worth a lookup. */
 const MAX_LINK_TOKEN_LENGTH = 128;
@@ -70,7 +70,7 @@ export const recoveryRoutes = new Hono<AppEnv>()
     const grant = await callAuthority(() =>
       authorityOf(c, link.userId).resetPassword({ userId: link.userId, tokenHash, newPasswordHash, client }),
     );
-    return tokenResponse(c, grant, mode);
+    return newSessionResponse(c, grant, mode ?? 'bearer');
   })
 
   /** Marks the link's account verified. The link is the credential: no token needed. */

@@ -2,6 +2,7 @@ import { ApiError } from '../errors';
 import type { AppContext } from '../http/context';
 import { allowedOrigin } from '../http/cors';
 import { setTokenCookie } from '../http/token-cookie';
+import { offerDeviceBinding } from './dbsc';
 import type { TokenGrant } from '../user-authority/results';
 
 /** How a token response hands the token over: in the body, or as the HttpOnly cookie (API.md "Browsers"). */
@@ -16,16 +17,29 @@ export const TOKEN_DELIVERIES = ['bearer', 'cookie'] as const;
  */
 export function tokenResponse(c: AppContext, grant: TokenGrant, delivery: TokenDelivery = 'bearer'): Response {
   c.header('cache-control', 'no-store');
+  // Tells a page that the browser renews this session (DBSC), so it need not try itself.
+  const bound = grant.deviceBound ? { device_bound: true } : {};
   if (delivery === 'cookie') {
     setTokenCookie(c, grant);
-    return c.json({ token_type: grant.tokenType, expires_in: grant.expiresIn, session_id: grant.sessionId });
+    return c.json({ token_type: grant.tokenType, expires_in: grant.expiresIn, session_id: grant.sessionId, ...bound });
   }
   return c.json({
     access_token: grant.accessToken,
     token_type: grant.tokenType,
     expires_in: grant.expiresIn,
     session_id: grant.sessionId,
+    ...bound,
   });
+}
+
+/**
+ * The token response of a sign-in that opened a session (login, passkey sign-in, password change
+ * or reset). In cookie mode it also offers the browser to bind the session to a key of its own
+ * (DBSC registration); browsers without DBSC ignore the header.
+ */
+export async function newSessionResponse(c: AppContext, grant: TokenGrant, delivery: TokenDelivery): Promise<Response> {
+  if (delivery === 'cookie') await offerDeviceBinding(c, grant);
+  return tokenResponse(c, grant, delivery);
 }
 
 /**

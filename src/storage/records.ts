@@ -12,6 +12,7 @@ export type SecurityEventType =
   | 'generation_mismatch'
   | 'admin_revoked'
   | 'proof_failed'
+  | 'device_bound'
   | 'passkey_added'
   | 'passkey_removed'
   | 'passkey_counter_regressed';

@@ -1,3 +1,5 @@
+import type { DbscChallenge } from '../dbsc/challenges';
+import type { DbscPublicKey } from '../dbsc/proof';
 import type { SessionRecord } from '../renewal/decide';
 import {
   COALESCED_EVENT_TYPES,
@@ -70,6 +72,16 @@ const MIGRATIONS: readonly string[] = [
      session_id TEXT NOT NULL,
      expires_at INTEGER NOT NULL
    );`,
+  // Device Bound Session Credentials: the browser's public key of a bound session (a refresh
+  // proof carries none, so the key itself is kept, not only its thumbprint), and the challenges
+  // its proofs must sign, each bound to one session and used once.
+  `ALTER TABLE sessions ADD COLUMN dbsc_key TEXT;    -- JSON {alg, jwk}: the public key, its RFC 7638 members
+   CREATE TABLE dbsc_challenges (
+     challenge  TEXT PRIMARY KEY,                -- base64url, the jti a proof must carry
+     session_id TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX dbsc_challenges_by_session ON dbsc_challenges (session_id, expires_at);`,
 ];
 
 /** The newest version of the schema: what `migrate()` brings every object's storage to. */
@@ -259,6 +271,74 @@ export class UserRecords {
     this.sql.exec('DELETE FROM passkey_challenges WHERE challenge = ?', challenge);
   }
 
+  // ---- Device Bound Session Credentials -----------------------------------------------------
+
+  /**
+   * Binds a live session to its DBSC key, once: false when the session is unknown, revoked, or
+   * already bound (a binding never changes).
+   */
+  bindDbscKey(sessionId: string, jkt: string, key: DbscPublicKey): boolean {
+    return (
+      this.sql
+        .exec(
+          `UPDATE sessions SET dbsc_jkt = ?, dbsc_key = ?
+            WHERE id = ? AND dbsc_jkt IS NULL AND revoked_at IS NULL RETURNING id`,
+          jkt,
+          JSON.stringify(key),
+          sessionId,
+        )
+        .toArray().length === 1
+    );
+  }
+
+  /** The DBSC key a session is bound to, or null. */
+  loadDbscKey(sessionId: string): DbscPublicKey | null {
+    const row = this.sql.exec<{ dbsc_key: string | null }>('SELECT dbsc_key FROM sessions WHERE id = ?', sessionId).toArray()[0];
+    return row?.dbsc_key ? (JSON.parse(row.dbsc_key) as DbscPublicKey) : null;
+  }
+
+  /**
+   * Records an issued challenge. The lapsed go first, and of its session only the newest
+   * `keptPerSession` stay: requests without a proof must not make the object grow.
+   */
+  saveDbscChallenge(challenge: DbscChallenge, nowMs: number, keptPerSession: number): void {
+    this.sql.exec('DELETE FROM dbsc_challenges WHERE expires_at <= ?', nowMs);
+    this.sql.exec(
+      'INSERT INTO dbsc_challenges (challenge, session_id, expires_at) VALUES (?, ?, ?)',
+      challenge.value,
+      challenge.sessionId,
+      challenge.expiresAtMs,
+    );
+    this.sql.exec(
+      `DELETE FROM dbsc_challenges WHERE session_id = ? AND challenge NOT IN
+         (SELECT challenge FROM dbsc_challenges WHERE session_id = ? ORDER BY rowid DESC LIMIT ?)`,
+      challenge.sessionId,
+      challenge.sessionId,
+      keptPerSession,
+    );
+  }
+
+  /** The stored challenge with this value, of whichever session, or undefined. */
+  findDbscChallenge(value: string): DbscChallenge | undefined {
+    const row = this.sql
+      .exec<{ challenge: string; session_id: string; expires_at: number }>(
+        'SELECT challenge, session_id, expires_at FROM dbsc_challenges WHERE challenge = ?',
+        value,
+      )
+      .toArray()[0];
+    return row && { value: row.challenge, sessionId: row.session_id, expiresAtMs: row.expires_at };
+  }
+
+  /** Uses a challenge up. */
+  deleteDbscChallenge(value: string): void {
+    this.sql.exec('DELETE FROM dbsc_challenges WHERE challenge = ?', value);
+  }
+
+  /** Forgets every challenge of a session. */
+  forgetDbscChallenges(sessionId: string): void {
+    this.sql.exec('DELETE FROM dbsc_challenges WHERE session_id = ?', sessionId);
+  }
+
   // ---- events ------------------------------------------------------------------------------
 
   /**
@@ -345,7 +425,7 @@ export class UserRecords {
    * Deletes what can no longer matter: sessions that no token can renew any more (past the
    * absolute limit, or whose newest token is past the idle limit: rule 2 refuses every token of
    * theirs before any record is read), events beyond the retention by age or count, and
-   * registration challenges past their expiry.
+   * passkey registration and DBSC challenges past their expiry.
    */
   prune(input: {
     sessionsCreatedBefore: number;
@@ -356,6 +436,7 @@ export class UserRecords {
     nowMs: number;
   }): void {
     this.sql.exec('DELETE FROM passkey_challenges WHERE expires_at <= ?', input.nowMs);
+    this.sql.exec('DELETE FROM dbsc_challenges WHERE expires_at <= ?', input.nowMs);
     this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
       input.sessionsCreatedBefore,
@@ -374,7 +455,8 @@ export class UserRecords {
     const row = this.sql
       .exec<{ n: number }>(
         `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox)
-              + (SELECT COUNT(*) FROM used_proofs) + (SELECT COUNT(*) FROM passkey_challenges) AS n`,
+              + (SELECT COUNT(*) FROM used_proofs) + (SELECT COUNT(*) FROM passkey_challenges)
+              + (SELECT COUNT(*) FROM dbsc_challenges) AS n`,
       )
       .one();
     return row.n > 0;

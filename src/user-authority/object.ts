@@ -1,6 +1,14 @@
 import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
+import {
+  challengeLifetimeMs,
+  type ChallengePurpose,
+  judgeChallenge,
+  MAX_LIVE_CHALLENGES_PER_SESSION,
+  newChallenge,
+} from '../dbsc/challenges';
+import { type DbscPublicKey, verifyDbscProof } from '../dbsc/proof';
 import { isUsableLink } from '../email/tokens';
 import { type ErrorCode, StorageUnavailableError } from '../errors';
 import { PASSKEY_CHALLENGE_TTL_MS } from '../passkeys/ceremony';
@@ -28,7 +36,14 @@ import { UserRecords } from '../storage/user-records';
 import { type AccessTokenClaims, accessTokenClaims } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
 import { signAccessToken } from '../tokens/sign';
-import { type AuthorityResult, done, failed, type ProofOfPossession, type TokenGrant } from './results';
+import {
+  type AuthorityResult,
+  type DbscRefreshOutcome,
+  done,
+  failed,
+  type ProofOfPossession,
+  type TokenGrant,
+} from './results';
 
 /** Repeats of a coalesced event type within this window add to one event's count. */
 const COALESCE_WINDOW_MS = 60 * 60 * 1000;
@@ -267,6 +282,7 @@ export class UserAuthority extends DurableObject<Env> {
     switch (outcome.decision.kind) {
       case 'unproven':
         return failed('invalid_dpop_proof');
+      case 'browser_renews':
       case 'rotate':
       case 'grace':
         return { ok: true, value: await this.#grant(outcome.session as SessionRecord, outcome.at) };
@@ -306,6 +322,115 @@ export class UserAuthority extends DurableObject<Env> {
           return done;
       }
     });
+  }
+
+  // ---- Device Bound Session Credentials (src/dbsc/) ---------------------------------------
+
+  /**
+   * The challenge a cookie-mode answer offers the browser for registering a DBSC key with the
+   * session (`Secure-Session-Registration`). Only a live session not yet bound through DBSC is
+   * offered one; `not_found` otherwise.
+   */
+  offerDbscRegistration(input: { userId: string; sessionId: string }): AuthorityResult<string> {
+    return this.#transaction(() => {
+      const user = this.#records.loadUser();
+      const session = user?.userId === input.userId ? this.#records.loadSession(user.userId, input.sessionId) : null;
+      if (!user || !session || session.dbscJkt !== null) return failed('not_found');
+      if (sessionState(session, user, now(), renewalPolicy(this.#config)) !== 'live') return failed('not_found');
+      return { ok: true, value: this.#issueDbscChallenge(session.id, 'registration') };
+    });
+  }
+
+  /**
+   * Binds the session of `token` (the cookie the registration came with, verified by the Worker)
+   * to the DBSC key of a registration proof the Worker verified, once its challenge is found to be
+   * one issued for this session, unused and unexpired; it is used up. Only the session's current
+   * token may bind it, and a binding never changes. Answers the current token again (its cookie
+   * now lives only as long as the token) and a challenge for the first refresh.
+   */
+  async registerDbsc(input: {
+    token: AccessTokenClaims;
+    proof: { jti: string; key: DbscPublicKey; jkt: string };
+  }): Promise<AuthorityResult<{ grant: TokenGrant; challenge: string }>> {
+    const bound = this.#transaction(() => {
+      const user = this.#records.loadUser();
+      const session = user?.userId === input.token.sub ? this.#records.loadSession(user.userId, input.token.sid) : null;
+      if (!user || !session) return failed('session_revoked');
+      const at = this.#tick(user);
+      const state = sessionState(session, user, at, renewalPolicy(this.#config));
+      if (state !== 'live') return failed(NOT_LIVE[state]);
+      if (input.token.gen !== session.gen || session.dbscJkt !== null) return failed('invalid_dbsc_proof');
+      if (judgeChallenge(this.#records.findDbscChallenge(input.proof.jti), session.id, at) !== 'ok') {
+        return failed('invalid_dbsc_proof');
+      }
+      this.#records.bindDbscKey(session.id, input.proof.jkt, input.proof.key);
+      // Whatever else was issued for the session was issued for its registration, now done.
+      this.#records.forgetDbscChallenges(session.id);
+      this.#records.saveUser(user);
+      this.#append({ type: 'device_bound', at, sessionId: session.id, detail: { alg: input.proof.key.alg } });
+      const challenge = this.#issueDbscChallenge(session.id, 'ahead');
+      return { ok: true as const, value: { session: { ...session, dbscJkt: input.proof.jkt }, at, challenge } };
+    });
+    if (!bound.ok) return bound;
+    return { ok: true, value: { grant: await this.#grant(bound.value.session, bound.value.at), challenge: bound.value.challenge } };
+  }
+
+  /**
+   * The browser's refresh of a DBSC-bound session (`POST /auth/dbsc/refresh`), which names the
+   * session and usually carries no token: the proof of the session's key is the credential.
+   * - The session unknown, not bound through DBSC, or over (revoked, expired, idle): `end`, and
+   *   nothing is written.
+   * - No proof, a proof not by the session's key, or over a challenge that is not a live one of
+   *   this session: `challenge`, a fresh one to sign. A proof by another key is logged as
+   *   `proof_failed` (coalesced); a used or lapsed challenge is what a browser resending its last
+   *   proof looks like, and is not.
+   * - A valid proof: its challenge is used up and the renewal rules apply to the session as it
+   *   stands, at its current generation, in one transaction: `refreshed`, with the next token and
+   *   a challenge sent ahead for the refresh after.
+   */
+  async refreshDbsc(input: { userId: string; sessionId: string; proof: string | null }): Promise<DbscRefreshOutcome> {
+    const found = this.#transaction(() => {
+      const user = this.#records.loadUser();
+      const session = user?.userId === input.userId ? this.#records.loadSession(user.userId, input.sessionId) : null;
+      const key = session?.dbscJkt ? this.#records.loadDbscKey(session.id) : null;
+      if (!user || !session || !key) return null;
+      if (sessionState(session, user, now(), renewalPolicy(this.#config)) !== 'live') return null;
+      return { key };
+    });
+    if (found === null) return { kind: 'end' };
+    const askAgain = (proofFailed: boolean): DbscRefreshOutcome =>
+      this.#transaction(() => {
+        if (proofFailed) {
+          const user = this.#user(input.userId);
+          this.#append({ type: 'proof_failed', at: this.#tick(user), sessionId: input.sessionId, detail: { via: 'dbsc' } });
+          this.#records.saveUser(user);
+        }
+        return { kind: 'challenge', challenge: this.#issueDbscChallenge(input.sessionId, 'refresh') };
+      });
+    if (input.proof === null) return askAgain(false);
+    const verified = await verifyDbscProof(input.proof, { use: 'refresh', key: found.key, nowMs: now() });
+    if (!verified.ok) return askAgain(true);
+    const outcome = this.#transaction(() => {
+      const stored = this.#records.findDbscChallenge(verified.jti);
+      if (judgeChallenge(stored, input.sessionId, now()) !== 'ok') return null;
+      this.#records.deleteDbscChallenge(verified.jti);
+      const user = this.#records.loadUser();
+      const session = user ? this.#records.loadSession(user.userId, input.sessionId) : null;
+      if (!user || !session) return { decision: { kind: 'revoked' } as const, session: null, at: now(), challenge: '' };
+      const at = this.#tick(user);
+      // The session's current token, as the browser would have shown it had it kept the cookie.
+      const current = { gen: session.gen, iat: Math.floor(session.genMintedAt / 1000), exp: session.genExpiresAt };
+      const decision = decideRenewal(current, session, user, at, renewalPolicy(this.#config), { kind: 'dbsc', jkt: verified.jkt });
+      if (decision.kind !== 'rotate') {
+        this.#records.saveUser(user);
+        return { decision, session, at, challenge: '' };
+      }
+      const next = this.#rotate(user, session, decision.nextGen, at);
+      return { decision, session: next, at, challenge: this.#issueDbscChallenge(session.id, 'ahead') };
+    });
+    if (outcome === null) return askAgain(false);
+    if (outcome.decision.kind !== 'rotate' || outcome.session === null) return { kind: 'end' };
+    return { kind: 'refreshed', grant: await this.#grant(outcome.session, outcome.at), challenge: outcome.challenge };
   }
 
   /** DELETE /auth/sessions/:id: ends one of the user's own sessions. */
@@ -619,13 +744,14 @@ export class UserAuthority extends DurableObject<Env> {
           this.#records.saveUser(user);
           this.#append({ type: 'proof_failed', at, sessionId: session.id, detail: null });
           return { decision, session, at };
+        case 'browser_renews':
         case 'rotate':
         case 'grace':
           if (purpose === 'logout') {
             this.#endSession(user, session.id, 'logout', 'logout');
             return { decision, session, at };
           }
-          if (decision.kind === 'grace') return { decision, session, at };
+          if (decision.kind !== 'rotate') return { decision, session, at };
           return { decision, session: this.#rotate(user, session, decision.nextGen, at), at };
         case 'expired':
           if (purpose === 'logout') this.#endSession(user, session.id, 'logout', 'logout');
@@ -798,6 +924,14 @@ export class UserAuthority extends DurableObject<Env> {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now() + PRUNE_INTERVAL_MS);
   }
 
+  /** Issues and stores a DBSC challenge for `sessionId`; inside a transaction. */
+  #issueDbscChallenge(sessionId: string, purpose: ChallengePurpose): string {
+    const nowMs = now();
+    const challenge = newChallenge(sessionId, nowMs, challengeLifetimeMs(purpose, this.#config.accessTokenTtlSeconds));
+    this.#records.saveDbscChallenge(challenge, nowMs, MAX_LIVE_CHALLENGES_PER_SESSION);
+    return challenge.value;
+  }
+
   // ---- small pieces ----------------------------------------------------------------------
 
   /** Runs `work` once every call before it has finished; D1 failures become 503 results. */
@@ -870,8 +1004,10 @@ export class UserAuthority extends DurableObject<Env> {
       accessToken: await signAccessToken(claims, keyring),
       tokenType: session.dpopJkt === null ? 'Bearer' : 'DPoP',
       expiresIn: Math.max(0, claims.exp - Math.floor(at / 1000)),
+      userId: session.userId,
       sessionId: session.id,
       sessionEndsAt: session.createdAt + this.#config.sessionMaxAgeSeconds * 1000,
+      deviceBound: session.dbscJkt !== null,
     };
   }
 }

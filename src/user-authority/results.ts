@@ -7,9 +7,15 @@ export interface TokenGrant {
   tokenType: 'Bearer' | 'DPoP';
   /** Seconds until the token's `exp`, counted from the answer. */
   expiresIn: number;
+  userId: string;
   sessionId: string;
   /** When the session reaches SESSION_MAX_AGE, in milliseconds. */
   sessionEndsAt: number;
+  /**
+   * The session is bound through DBSC: the browser renews it, so its cookie lives as long as this
+   * token and no longer (the browser refreshes when the cookie is gone).
+   */
+  deviceBound: boolean;
 }
 
 /**
@@ -37,3 +43,12 @@ export interface ProofOfPossession {
   /** Until when the proof would be accepted: how long its `jti` is remembered. */
   usableUntilMs: number;
 }
+
+/** What a DBSC refresh comes to (see `UserAuthority.refreshDbsc`). */
+export type DbscRefreshOutcome =
+  /** The session cannot be refreshed (unknown, not bound through DBSC, or over): the browser ends it. */
+  | { kind: 'end' }
+  /** No valid proof over a live challenge: this one must be signed. */
+  | { kind: 'challenge'; challenge: string }
+  /** Renewed: the next token, and a challenge sent ahead for the refresh after. */
+  | { kind: 'refreshed'; grant: TokenGrant; challenge: string };

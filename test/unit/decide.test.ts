@@ -196,13 +196,45 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     expect(decideRenewal(old, bound, user, mintedAt + 60_000, policy, { kind: 'dpop', jkt: 'key-a' }).kind).toBe('reuse');
   });
 
-  it('rule 1b: a session bound both ways takes a proof of either key, each of its own kind', () => {
+  it('rule 1b: a session bound through DBSC mints only for a DBSC proof of its key, even when bound to a DPoP key too', () => {
     const both = { ...session, dpopJkt: 'client-key', dbscJkt: 'browser-key' };
     const token = tokenOf(3, mintedAt);
-    const at = mintedAt + 1000;
-    expect(decideRenewal(token, both, user, at, policy, { kind: 'dbsc', jkt: 'browser-key' }).kind).toBe('rotate');
-    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'client-key' }).kind).toBe('rotate');
-    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'browser-key' }).kind).toBe('unproven');
+    const expired = token.exp * 1000 + 1;
+    expect(decideRenewal(token, both, user, expired, policy, { kind: 'dbsc', jkt: 'browser-key' }).kind).toBe('rotate');
+    expect(decideRenewal(token, both, user, expired, policy, { kind: 'dpop', jkt: 'client-key' }).kind).toBe('unproven');
+    expect(decideRenewal(token, both, user, expired, policy, { kind: 'dbsc', jkt: 'client-key' }).kind).toBe('unproven');
+    expect(decideRenewal(token, both, user, expired, policy).kind).toBe('unproven');
+  });
+
+  describe('rule 1a: a DBSC-bound session shown its current, unexpired token without a DBSC proof', () => {
+    const bound = { ...session, dbscJkt: 'browser-key' };
+    const token = tokenOf(3, mintedAt);
+    const beforeExpiry = token.exp * 1000 - 1;
+
+    it('is renewed by the browser: nothing is minted', () => {
+      expect(decideRenewal(token, bound, user, beforeExpiry, policy)).toEqual({ kind: 'browser_renews' });
+      expect(decideRenewal(token, { ...bound, dpopJkt: 'client-key' }, user, beforeExpiry, policy, { kind: 'dpop', jkt: 'client-key' })).toEqual({
+        kind: 'browser_renews',
+      });
+    });
+
+    it('answers the standing of a session that is over', () => {
+      expect(decideRenewal(token, { ...bound, revokedAt: mintedAt }, user, beforeExpiry, policy).kind).toBe('revoked');
+      expect(decideRenewal(token, bound, { ...user, revokedBefore: LOGIN }, beforeExpiry, policy).kind).toBe('revoked');
+      const pastMaxAge = LOGIN + policy.sessionMaxAgeMs + 1;
+      const late = { ...bound, genExpiresAt: Math.floor(pastMaxAge / 1000) + 10 };
+      expect(decideRenewal({ ...token, exp: late.genExpiresAt }, late, user, pastMaxAge, policy).kind).toBe('expired');
+    });
+
+    it('does not cover an expired or superseded token: those need the proof', () => {
+      expect(decideRenewal(token, bound, user, token.exp * 1000, policy).kind).toBe('unproven');
+      const previous = { ...tokenOf(2, mintedAt - 1000), exp: token.exp };
+      expect(decideRenewal(previous, bound, user, beforeExpiry, policy).kind).toBe('unproven');
+    });
+
+    it('does not apply with the DBSC proof, which renews', () => {
+      expect(decideRenewal(token, bound, user, beforeExpiry, policy, { kind: 'dbsc', jkt: 'browser-key' }).kind).toBe('rotate');
+    });
   });
 
   it('rule 8: a generation beyond the stored one is a mismatch', () => {

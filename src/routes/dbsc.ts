@@ -1,0 +1,123 @@
+import { Hono } from 'hono';
+import { now } from '../clock';
+import {
+  challengeHeaderValue,
+  DBSC_HEADERS,
+  DBSC_REFRESH_PATH,
+  DBSC_REGISTRATION_PATH,
+  readProofField,
+  readSessionIdField,
+  registrationHeaderValue,
+} from '../dbsc/headers';
+import { END_SESSION_INSTRUCTIONS, sessionInstructions } from '../dbsc/instructions';
+import { verifyDbscProof } from '../dbsc/proof';
+import { dbscSessionIdentifier, parseDbscSessionIdentifier } from '../dbsc/session-identifier';
+import { ApiError, problemResponse } from '../errors';
+import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, keyringOf } from '../http/context';
+import { clearTokenCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
+import { verifyAccessToken } from '../tokens/verify';
+import type { TokenGrant } from '../user-authority/results';
+
+/**
+ * Device Bound Session Credentials (W3C draft, as Chromium speaks it): the browser binds a
+ * cookie-mode session to a key it keeps (in a TPM where there is one), and from then on renews
+ * the token cookie itself, proving that key, whenever the cookie is gone. A copied cookie then
+ * works only until its token expires: it renews nothing (PROTOCOL.md rule 1b).
+ *
+ * Neither route asks for an Origin the way cookie-authenticated state changes do: the browser
+ * sends these requests itself, without one. Nothing here can be forged from another page: a
+ * registration needs a challenge that only the sign-in's answer carried, and a refresh a proof of
+ * the session's key.
+ */
+export const dbscRoutes = new Hono<AppEnv>()
+  /**
+   * Registration: the session's cookie, and the browser's proof over the challenge offered with
+   * the sign-in, its new public key in the proof's header.
+   */
+  .post(DBSC_REGISTRATION_PATH, async (c) => {
+    c.header('cache-control', 'no-store');
+    const token = tokenFromCookie(c);
+    if (token === undefined) throw new ApiError('missing_token');
+    const config = configOf(c);
+    const nowMs = now();
+    const verifiedToken = await verifyAccessToken(token, await keyringOf(c), {
+      issuer: config.issuer,
+      audience: config.audience,
+      nowMs,
+      allowExpired: false,
+    });
+    if (!verifiedToken.ok) throw new ApiError(verifiedToken.reason === 'expired' ? 'token_expired' : 'invalid_token');
+    const claims = verifiedToken.claims;
+    const field = readProofField(c.req.raw);
+    if (field.kind !== 'one') throw new ApiError('invalid_dbsc_proof');
+    const proof = await verifyDbscProof(field.value, { use: 'registration', nowMs });
+    if (!proof.ok) throw new ApiError('invalid_dbsc_proof');
+    const registered = await callAuthority(() =>
+      authorityOf(c, claims.sub).registerDbsc({ token: claims, proof: { jti: proof.jti, key: proof.key, jkt: proof.jkt } }),
+    );
+    return boundSessionAnswer(c, registered.grant, registered.challenge);
+  })
+
+  /**
+   * Refresh: the browser names the session (`Sec-Secure-Session-Id`) and, once it has a
+   * challenge, proves the session's key over it. The answers are the draft's: 403 with a
+   * challenge to sign, the session instructions with the next cookie, or `continue: false`.
+   */
+  .post(DBSC_REFRESH_PATH, async (c) => {
+    c.header('cache-control', 'no-store');
+    const idField = readSessionIdField(c.req.raw);
+    if (idField.kind !== 'one') {
+      throw new ApiError('invalid_request', { detail: `${DBSC_HEADERS.sessionId} must name one session.` });
+    }
+    const ref = parseDbscSessionIdentifier(idField.value);
+    if (ref === undefined) return endSession(c);
+    const proofField = readProofField(c.req.raw);
+    const outcome = await callAuthority(async () => ({
+      ok: true as const,
+      value: await authorityOf(c, ref.userId).refreshDbsc({
+        userId: ref.userId,
+        sessionId: ref.sessionId,
+        proof: proofField.kind === 'one' ? proofField.value : null,
+      }),
+    }));
+    switch (outcome.kind) {
+      case 'end':
+        return endSession(c);
+      case 'challenge': {
+        const answer = problemResponse(new ApiError('dbsc_proof_required'));
+        answer.headers.set(DBSC_HEADERS.challenge, challengeHeaderValue(outcome.challenge, idField.value));
+        return answer;
+      }
+      case 'refreshed':
+        return boundSessionAnswer(c, outcome.grant, outcome.challenge);
+    }
+  });
+
+/**
+ * Offers DBSC registration on the answer that opened a cookie-mode session. An offer that cannot
+ * be made (the object unreachable for a moment) costs the session its binding, not the sign-in.
+ */
+export async function offerDeviceBinding(c: AppContext, grant: TokenGrant): Promise<void> {
+  try {
+    const offered = await authorityOf(c, grant.userId).offerDbscRegistration({ userId: grant.userId, sessionId: grant.sessionId });
+    if (offered.ok) c.header(DBSC_HEADERS.registration, registrationHeaderValue(offered.value));
+  } catch (error) {
+    console.error('latchkey: could not offer a DBSC registration', String(error));
+  }
+}
+
+/** The session instructions, the session's cookie (living as long as its token), and a challenge sent ahead. */
+function boundSessionAnswer(c: AppContext, grant: TokenGrant, challenge: string): Response {
+  const identifier = dbscSessionIdentifier({ userId: grant.userId, sessionId: grant.sessionId });
+  setTokenCookie(c, grant);
+  c.header(DBSC_HEADERS.challenge, challengeHeaderValue(challenge, identifier));
+  return c.json(
+    sessionInstructions({ sessionIdentifier: identifier, requestUrl: c.req.url, allowedOrigins: configOf(c).allowedOrigins }),
+  );
+}
+
+/** Ends the browser's DBSC session and clears the cookie it kept alive. */
+function endSession(c: AppContext): Response {
+  clearTokenCookie(c);
+  return c.json(END_SESSION_INSTRUCTIONS);
+}
