@@ -253,12 +253,22 @@ describe('DBSC refresh', () => {
     expect(await response.json()).toEqual({ continue: false });
     expect(tokenCookieOf(response)?.maxAge).toBe(0);
     expect((await browser.refreshRequest()).status).toBe(200);
+    // The page, whose next request goes without a token, learns why.
+    const ended = response.headers.getSetCookie().find((cookie) => cookie.startsWith('latchkey_ended='));
+    expect(ended).toMatch(/^latchkey_ended=session_revoked;/);
+    const headers = { cookie: 'latchkey_ended=session_revoked', origin: PAGE_ORIGIN };
+    const renew = await call('/auth/renew', { method: 'POST', headers });
+    await expectProblem(renew.clone(), 401, 'session_revoked');
+    expect(renew.headers.getSetCookie().some((cookie) => /^latchkey_ended=;.*Max-Age=0/i.test(cookie))).toBe(true);
+    await expectProblem(await call('/auth/renew', { method: 'POST', headers: { cookie: 'latchkey_ended=anything' } }), 401, 'missing_token');
   });
 
   it('ends an idle session, and one past its absolute limit', async () => {
     const idle = await boundBrowser();
     testClock.advance((TTL_S + 14 * 86_400 + 1) * 1000);
-    expect(await (await idle.browser.refresh()).json()).toEqual({ continue: false });
+    const idled = await idle.browser.refresh();
+    expect(await idled.json()).toEqual({ continue: false });
+    expect(idled.headers.getSetCookie().join()).toMatch(/latchkey_ended=session_inactive;/);
     testClock.reset();
     const old = await boundBrowser();
     // Kept active up to the absolute limit: renewed every TTL for 30 days would take long; the
@@ -268,7 +278,9 @@ describe('DBSC refresh', () => {
     testClock.advance(13 * 86_400_000);
     expect((await old.browser.refresh()).status).toBe(200);
     testClock.advance(5 * 86_400_000);
-    expect(await (await old.browser.refresh()).json()).toEqual({ continue: false });
+    const ended = await old.browser.refresh();
+    expect(await ended.json()).toEqual({ continue: false });
+    expect(ended.headers.getSetCookie().join()).toMatch(/latchkey_ended=session_expired;/);
   });
 
   it('ends a made-up session: a well-formed identifier the user object does not hold', async () => {

@@ -70,6 +70,8 @@ interface TokenBody {
   token_type?: string;
   expires_in: number;
   session_id: string;
+  /** The browser renews this session itself (DBSC): the page only looks again after expiry. */
+  device_bound?: boolean;
 }
 
 /** The sign-in this tab holds. `expiresAt` is on this page's monotonic clock (`performance.now()`). */
@@ -78,6 +80,13 @@ interface Held {
   token: string | null;
   /** Bound to this browser's key: every request to latchkey carries a DPoP proof. */
   bound: boolean;
+  /**
+   * Renewed by the browser (Device Bound Session Credentials): when the cookie is gone it holds
+   * the page's requests, proves its own key to latchkey and sets the next cookie. The page asks
+   * for nothing to be minted; it looks once the token has expired, which is when the browser
+   * refreshes, to learn the new lifetime or that the session ended.
+   */
+  deviceBound: boolean;
   expiresAt: number;
   lifetimeMs: number;
 }
@@ -98,6 +107,8 @@ const MIN_RENEW_AHEAD_MS = 500;
 const MAX_RENEW_AHEAD_MS = 60_000;
 /** Never schedule sooner than this after an answer, so no answer can make the client spin. */
 const MIN_RENEW_DELAY_MS = 1_000;
+/** A session the browser renews is looked at this long after its token expired. */
+const DEVICE_BOUND_LOOK_AFTER_MS = 1_000;
 /** How long to wait for another tab's hand-off that the held locks announce. */
 const HANDOFF_TIMEOUT_MS = 2_000;
 /** How long a new tab waits for an open one to hand over the sign-in. */
@@ -588,6 +599,7 @@ export class LatchkeyClient extends EventTarget {
       sessionId: body.session_id,
       token: this.mode === 'bearer' ? (body.access_token ?? null) : null,
       bound: body.token_type === 'DPoP',
+      deviceBound: body.device_bound === true,
       expiresAt: arrivedAt + lifetimeMs,
       lifetimeMs,
     };
@@ -598,6 +610,7 @@ export class LatchkeyClient extends EventTarget {
       sessionId: held.sessionId,
       token: held.token,
       bound: held.bound,
+      deviceBound: held.deviceBound,
       remainingMs: held.expiresAt - performance.now(),
       lifetimeMs: held.lifetimeMs,
       serverOffsetMs: this.#clock.offsetMs,
@@ -641,6 +654,7 @@ export class LatchkeyClient extends EventTarget {
         sessionId: state.sessionId,
         token: state.token,
         bound: state.bound === true,
+        deviceBound: state.deviceBound === true,
         expiresAt: performance.now() + state.remainingMs,
         lifetimeMs: state.lifetimeMs,
       });
@@ -670,6 +684,7 @@ export class LatchkeyClient extends EventTarget {
   }
 
   #renewAt(held: Held): number {
+    if (held.deviceBound) return held.expiresAt + DEVICE_BOUND_LOOK_AFTER_MS;
     const ahead = Math.min(MAX_RENEW_AHEAD_MS, Math.max(MIN_RENEW_AHEAD_MS, held.lifetimeMs * RENEW_AHEAD_SHARE));
     return held.expiresAt - ahead;
   }

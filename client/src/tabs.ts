@@ -17,6 +17,8 @@ export interface SharedState {
   token: string | null;
   /** Bound to the key the tabs share in IndexedDB (DPoP). */
   bound: boolean;
+  /** Renewed by the browser itself (DBSC); absent from tabs of an older page. */
+  deviceBound?: boolean;
   /** Milliseconds until the token expires, measured by the sender just before posting. */
   remainingMs: number;
   /** The token's whole lifetime when it was issued, in milliseconds. */

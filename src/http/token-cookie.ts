@@ -65,3 +65,31 @@ export function setTokenCookie(c: AppContext, grant: TokenGrant): void {
 export function clearTokenCookie(c: AppContext): void {
   setCookie(c, cookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
 }
+
+/**
+ * Why a session the browser renewed (DBSC) ended, for the page to learn. The browser's refresh
+ * clears the token cookie and ends its DBSC session, and the page's next request goes out without
+ * a token: this cookie, set on the same answer, lets latchkey tell the page why (revoked,
+ * expired, idle) instead of only that a token is missing. It holds a problem code, nothing secret.
+ */
+export const ENDED_COOKIE = 'latchkey_ended';
+/** Long enough for a page that looks after the token expired; a page opened later just signs in. */
+const ENDED_COOKIE_MAX_AGE_SECONDS = 3600;
+const ENDED_CODES = ['session_revoked', 'session_expired', 'session_inactive'] as const;
+export type EndedCode = (typeof ENDED_CODES)[number];
+
+function endedCookieName(c: AppContext): string {
+  return new URL(c.req.url).protocol === 'https:' ? `__Host-${ENDED_COOKIE}` : ENDED_COOKIE;
+}
+
+export function setEndedCookie(c: AppContext, code: EndedCode): void {
+  setCookie(c, endedCookieName(c), code, { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: ENDED_COOKIE_MAX_AGE_SECONDS });
+}
+
+/** The reason a browser-renewed session ended, if the request carries one; the cookie is cleared. */
+export function takeEndedCode(c: AppContext): EndedCode | undefined {
+  const value = getCookie(c, endedCookieName(c));
+  if (value === undefined) return undefined;
+  setCookie(c, endedCookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
+  return (ENDED_CODES as readonly string[]).includes(value) ? (value as EndedCode) : undefined;
+}

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { now } from '../clock';
-import { ApiError } from '../errors';
+import { ApiError, problemResponse } from '../errors';
 import { field, normalizeEmail, readJsonObject, registrableEmail, codePoints } from '../http/body';
 import {
   type AppContext,
@@ -14,7 +14,8 @@ import {
 import { addressRateLimit } from '../http/rate-limit';
 import { loginProof } from '../http/login-proof';
 import { presentedCredential, requireAccessToken } from '../http/require-token';
-import { clearTokenCookie } from '../http/token-cookie';
+import { presentedToken } from '../http/presented-token';
+import { clearTokenCookie, takeEndedCode } from '../http/token-cookie';
 import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sendAfterAnswer, sendVerificationLink } from '../email/links';
@@ -123,6 +124,14 @@ export const authRoutes = new Hono<AppEnv>()
   })
 
   .post('/renew', async (c) => {
+    // A session the browser renewed (DBSC) and ended leaves no token, only why it ended.
+    if (presentedToken(c) === undefined) {
+      const ended = takeEndedCode(c);
+      if (ended === undefined) throw new ApiError('missing_token');
+      // Answered here rather than thrown, so that the answer keeps the cookie's clearing.
+      const problem = problemResponse(new ApiError(ended));
+      return c.newResponse(problem.body, problem);
+    }
     const { claims, proof } = await presentedCredential(c, { allowExpired: true });
     const scheme = proof ? 'DPoP' : 'Bearer';
     // Rule 2 needs no records: refuse an idle token here, without waking the user's object.

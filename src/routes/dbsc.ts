@@ -14,7 +14,7 @@ import { verifyDbscProof } from '../dbsc/proof';
 import { dbscSessionIdentifier, parseDbscSessionIdentifier } from '../dbsc/session-identifier';
 import { ApiError, problemResponse } from '../errors';
 import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, keyringOf } from '../http/context';
-import { clearTokenCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
+import { clearTokenCookie, type EndedCode, setEndedCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
 import { verifyAccessToken } from '../tokens/verify';
 import type { TokenGrant } from '../user-authority/results';
 
@@ -70,7 +70,7 @@ export const dbscRoutes = new Hono<AppEnv>()
       throw new ApiError('invalid_request', { detail: `${DBSC_HEADERS.sessionId} must name one session.` });
     }
     const ref = parseDbscSessionIdentifier(idField.value);
-    if (ref === undefined) return endSession(c);
+    if (ref === undefined) return endSession(c, 'session_revoked');
     const proofField = readProofField(c.req.raw);
     const outcome = await callAuthority(async () => ({
       ok: true as const,
@@ -82,7 +82,7 @@ export const dbscRoutes = new Hono<AppEnv>()
     }));
     switch (outcome.kind) {
       case 'end':
-        return endSession(c);
+        return endSession(c, outcome.code);
       case 'challenge': {
         const answer = problemResponse(new ApiError('dbsc_proof_required'));
         answer.headers.set(DBSC_HEADERS.challenge, challengeHeaderValue(outcome.challenge, idField.value));
@@ -116,8 +116,9 @@ function boundSessionAnswer(c: AppContext, grant: TokenGrant, challenge: string)
   );
 }
 
-/** Ends the browser's DBSC session and clears the cookie it kept alive. */
-function endSession(c: AppContext): Response {
+/** Ends the browser's DBSC session, clears the cookie it kept alive, and leaves the page the reason. */
+function endSession(c: AppContext, code: EndedCode): Response {
   clearTokenCookie(c);
+  setEndedCookie(c, code);
   return c.json(END_SESSION_INSTRUCTIONS);
 }

@@ -38,6 +38,7 @@ import { keyringFor } from '../tokens/keys';
 import { signAccessToken } from '../tokens/sign';
 import {
   type AuthorityResult,
+  type DbscEndCode,
   type DbscRefreshOutcome,
   done,
   failed,
@@ -389,15 +390,15 @@ export class UserAuthority extends DurableObject<Env> {
    *   a challenge sent ahead for the refresh after.
    */
   async refreshDbsc(input: { userId: string; sessionId: string; proof: string | null }): Promise<DbscRefreshOutcome> {
-    const found = this.#transaction(() => {
+    const found = this.#transaction((): { key: DbscPublicKey } | { ended: DbscEndCode } => {
       const user = this.#records.loadUser();
       const session = user?.userId === input.userId ? this.#records.loadSession(user.userId, input.sessionId) : null;
       const key = session?.dbscJkt ? this.#records.loadDbscKey(session.id) : null;
-      if (!user || !session || !key) return null;
-      if (sessionState(session, user, now(), renewalPolicy(this.#config)) !== 'live') return null;
-      return { key };
+      if (!user || !session || !key) return { ended: 'session_revoked' as const };
+      const state = sessionState(session, user, now(), renewalPolicy(this.#config));
+      return state === 'live' ? { key } : { ended: NOT_LIVE[state] };
     });
-    if (found === null) return { kind: 'end' };
+    if ('ended' in found) return { kind: 'end', code: found.ended };
     const askAgain = (proofFailed: boolean): DbscRefreshOutcome =>
       this.#transaction(() => {
         if (proofFailed) {
@@ -429,7 +430,10 @@ export class UserAuthority extends DurableObject<Env> {
       return { decision, session: next, at, challenge: this.#issueDbscChallenge(session.id, 'ahead') };
     });
     if (outcome === null) return askAgain(false);
-    if (outcome.decision.kind !== 'rotate' || outcome.session === null) return { kind: 'end' };
+    if (outcome.decision.kind !== 'rotate' || outcome.session === null) {
+      const { kind } = outcome.decision;
+      return { kind: 'end', code: kind === 'expired' || kind === 'inactive' ? NOT_LIVE[kind] : 'session_revoked' };
+    }
     return { kind: 'refreshed', grant: await this.#grant(outcome.session, outcome.at), challenge: outcome.challenge };
   }
 

@@ -44,10 +44,13 @@ export interface ProofOfPossession {
   usableUntilMs: number;
 }
 
+/** Why a DBSC refresh ends the browser's session. */
+export type DbscEndCode = 'session_revoked' | 'session_expired' | 'session_inactive';
+
 /** What a DBSC refresh comes to (see `UserAuthority.refreshDbsc`). */
 export type DbscRefreshOutcome =
   /** The session cannot be refreshed (unknown, not bound through DBSC, or over): the browser ends it. */
-  | { kind: 'end' }
+  | { kind: 'end'; code: DbscEndCode }
   /** No valid proof over a live challenge: this one must be signed. */
   | { kind: 'challenge'; challenge: string }
   /** Renewed: the next token, and a challenge sent ahead for the refresh after. */
