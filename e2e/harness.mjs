@@ -42,6 +42,8 @@ export const TTL_SECONDS = 4;
 export const REUSE_GRACE_SECONDS = 2;
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The Chromium scripts/dbsc-chromium.sh unpacks for the DBSC tests (`npm run test:browser` runs it first). */
+const DBSC_CHROMIUM = process.env.DBSC_CHROMIUM_PATH ?? join(ROOT, '.cache', 'chromium-dbsc', 'usr', 'lib', 'chromium', 'chromium');
 const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
@@ -187,14 +189,18 @@ export function linkInMail(raw, purpose) {
  * `dbsc: true` adds DBSC_CHROMIUM_FLAGS.
  */
 export async function launchChromium({ dbsc = false } = {}) {
-  if (!existsSync(CHROMIUM)) {
+  const executablePath = dbsc ? DBSC_CHROMIUM : CHROMIUM;
+  if (!existsSync(executablePath)) {
     throw new Error(
-      `Chromium is missing at ${CHROMIUM}. Install Debian's package (apt-get install -y chromium) ` +
-        'or point CHROMIUM_PATH at a Chromium binary.',
+      dbsc
+        ? `The DBSC tests' Chromium is missing at ${executablePath}: run \`sh scripts/dbsc-chromium.sh\` ` +
+            '(npm run test:browser does) or point DBSC_CHROMIUM_PATH at a Chromium that does DBSC.'
+        : `Chromium is missing at ${executablePath}. Install Debian's package (apt-get install -y chromium) ` +
+            'or point CHROMIUM_PATH at a Chromium binary.',
     );
   }
   const args = dbsc ? [...CHROMIUM_FLAGS, ...DBSC_CHROMIUM_FLAGS] : CHROMIUM_FLAGS;
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 60_000 });
+  return chromium.launch({ executablePath, headless: true, args, timeout: 60_000 });
 }
 
 /** A fresh profile: `newContext()` gives each test its own cookie jar, storage and locks. */

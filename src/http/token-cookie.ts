@@ -42,18 +42,28 @@ export function tokenFromCookie(c: AppContext): string | undefined {
 }
 
 /**
+ * How much sooner than its token a DBSC-bound cookie goes. The browser refreshes only once the
+ * cookie is gone; a request sent just before that must still arrive with a token that has not
+ * expired, or it would be refused (a bound session's expired token renews nothing without the
+ * browser's proof) and the page signed out.
+ */
+const DEVICE_BOUND_COOKIE_MARGIN_SECONDS = 1;
+
+/**
  * Seconds the cookie lives, never past the session's absolute end, after which nothing could
  * renew it anyway:
  * - in general, long enough to renew the token it holds until the idle limit (RENEW_WINDOW after
  *   `exp`);
- * - for a session bound through DBSC, exactly as long as its token: the browser refreshes when
- *   the bound cookie is gone, with a proof of its key, and an expired token in the jar would
+ * - for a session bound through DBSC, as long as its token, less a margin: the browser refreshes
+ *   when the bound cookie is gone, with a proof of its key, and an expired token in the jar would
  *   only be a copy that renews nothing.
  */
 export function tokenCookieMaxAge(config: Config, grant: TokenGrant, nowMs: number): number {
-  const untilUseless = grant.deviceBound ? grant.expiresIn : config.renewWindowSeconds + config.accessTokenTtlSeconds;
-  const untilSessionEnds = Math.max(0, Math.floor((grant.sessionEndsAt - nowMs) / 1000));
-  return Math.min(untilUseless, untilSessionEnds);
+  const untilUseless = grant.deviceBound
+    ? Math.floor((grant.expiresAtSeconds * 1000 - nowMs) / 1000) - DEVICE_BOUND_COOKIE_MARGIN_SECONDS
+    : config.renewWindowSeconds + config.accessTokenTtlSeconds;
+  const untilSessionEnds = Math.floor((grant.sessionEndsAt - nowMs) / 1000);
+  return Math.max(0, Math.min(untilUseless, untilSessionEnds));
 }
 
 /** Sets the token cookie, with TOKEN_COOKIE_ATTRIBUTES. */

@@ -55,6 +55,7 @@ export const dbscRoutes = new Hono<AppEnv>()
     const registered = await callAuthority(() =>
       authorityOf(c, claims.sub).registerDbsc({ token: claims, proof: { jti: proof.jti, key: proof.key, jkt: proof.jkt } }),
     );
+    console.log(`latchkey: dbsc registered session ${claims.sid} (${proof.key.alg})`);
     return boundSessionAnswer(c, registered.grant, registered.challenge);
   })
 
@@ -80,6 +81,9 @@ export const dbscRoutes = new Hono<AppEnv>()
         proof: proofField.kind === 'one' ? proofField.value : null,
       }),
     }));
+    // One line per refresh: an operator (and the browser tests) can follow a bound session's life.
+    const detail = outcome.kind === 'end' ? outcome.code : outcome.kind === 'refreshed' ? 'proof verified' : 'proof asked for';
+    console.log(`latchkey: dbsc refresh of session ${ref.sessionId}: ${outcome.kind} (${detail})`);
     switch (outcome.kind) {
       case 'end':
         return endSession(c, outcome.code);

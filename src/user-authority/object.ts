@@ -1008,6 +1008,7 @@ export class UserAuthority extends DurableObject<Env> {
       accessToken: await signAccessToken(claims, keyring),
       tokenType: session.dpopJkt === null ? 'Bearer' : 'DPoP',
       expiresIn: Math.max(0, claims.exp - Math.floor(at / 1000)),
+      expiresAtSeconds: claims.exp,
       userId: session.userId,
       sessionId: session.id,
       sessionEndsAt: session.createdAt + this.#config.sessionMaxAgeSeconds * 1000,

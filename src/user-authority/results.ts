@@ -7,6 +7,8 @@ export interface TokenGrant {
   tokenType: 'Bearer' | 'DPoP';
   /** Seconds until the token's `exp`, counted from the answer. */
   expiresIn: number;
+  /** The token's `exp`, in seconds since the epoch. */
+  expiresAtSeconds: number;
   userId: string;
   sessionId: string;
   /** When the session reaches SESSION_MAX_AGE, in milliseconds. */
