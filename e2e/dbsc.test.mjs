@@ -184,6 +184,11 @@ describe('DBSC in Chromium', () => {
 
   it('logout-all elsewhere ends the browser session (continue false), and the demo page learns why', { timeout: 90_000 }, async () => {
     const context = await newContext(browser);
+    const renewAnswers = [];
+    context.on('response', async (response) => {
+      if (new URL(response.url()).pathname !== '/auth/renew' || response.request().method() !== 'POST') return;
+      renewAnswers.push({ status: response.status(), body: await response.json().catch(() => null) });
+    });
     const account = await registerAccount('dbsc-end');
     const page = await context.newPage();
     await page.goto(`${API}/`);
@@ -198,6 +203,15 @@ describe('DBSC in Chromium', () => {
     // The page's client leaves renewing to the browser, and keeps signed in across a lifetime.
     await waitForLog(sessionId, /refreshed \(proof verified\)/, 3 * TTL_MS);
     assert.equal(await page.getAttribute('#app', 'data-state'), 'signed-in');
+    // The client's own looks (before signing in, one 401 for the missing cookie) minted nothing:
+    // each was answered with the token the browser had, marked device-bound.
+    const looks = renewAnswers.filter((answer) => answer.status === 200);
+    assert.ok(looks.length > 0 && looks.every((answer) => answer.body?.device_bound === true), JSON.stringify(renewAnswers));
+    // (Read between two counts of the log: the browser may refresh meanwhile.)
+    const refreshes = () => dbscLog(sessionId).filter((line) => /refreshed \(proof verified\)/.test(line)).length;
+    const before = refreshes();
+    const minted = decodeJwt((await tokenCookie(context)).value).gen - 1;
+    assert.ok(minted >= before && minted <= refreshes(), `only the browser minted: ${minted} generations, ${before} refreshes`);
 
     // Another device of the same user signs out everywhere.
     const login = await fetch(`${API}/auth/login`, {
