@@ -247,6 +247,18 @@ describe('DBSC refresh', () => {
     expect((await dbscRows(user.id)).sessions).toEqual(before);
   });
 
+  it('keeps at most four live challenges per session: asking without proofs cannot grow the object', async () => {
+    const { user, browser, sessionId } = await boundBrowser();
+    const asked: string[] = [];
+    for (let i = 0; i < 10; i += 1) asked.push(challengeOf(await browser.refreshRequest())?.challenge as string);
+    const { challenges } = await dbscRows(user.id);
+    expect(challenges.map((row) => row.challenge)).toEqual(asked.slice(-4));
+    expect(challenges.every((row) => row.session_id === sessionId)).toBe(true);
+    // The oldest were dropped, and the newest still works.
+    await expectProblem(await browser.refreshRequest(await browser.proof(asked[0] as string)), 403, 'dbsc_proof_required');
+    expect((await browser.refreshRequest(await browser.proof(asked[9] as string))).status).toBe(200);
+  });
+
   it('answers 400 to a refresh that names no session, or names one in another shape', async () => {
     await expectProblem(await call('/auth/dbsc/refresh', { method: 'POST' }), 400, 'invalid_request');
     const two = await call('/auth/dbsc/refresh', { method: 'POST', headers: { 'sec-secure-session-id': '"a", "b"' } });

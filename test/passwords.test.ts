@@ -56,22 +56,25 @@ describe("the user object's schema", () => {
     expect(USER_SCHEMA_VERSION).toBeGreaterThanOrEqual(2);
   });
 
-  it('an object made before passkeys gains the registration challenges table, keeping its records', async () => {
+  it('an object made before passkeys and DBSC gains their tables, keeping its records', async () => {
     const { id } = await register();
     await login((await emailOf(id)) as string);
     const upgraded = await runInDurableObject(authorityStub(id), (_instance, state) => {
       const sql = state.storage.sql;
-      // The storage as the version before passkeys (the newest migration) left it.
+      // The storage as the version before passkeys left it: the two newest migrations undone.
+      sql.exec('DROP TABLE dbsc_challenges');
+      sql.exec('ALTER TABLE sessions DROP COLUMN dbsc_key');
       sql.exec('DROP TABLE passkey_challenges');
-      sql.exec('UPDATE schema_version SET version = ?', USER_SCHEMA_VERSION - 1);
+      sql.exec('UPDATE schema_version SET version = ?', USER_SCHEMA_VERSION - 2);
       new UserRecords(sql).migrate();
       sql.exec("INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES ('c', 's', 1)");
+      sql.exec("INSERT INTO dbsc_challenges (challenge, session_id, expires_at) VALUES ('c', 's', 1)");
       return {
         version: sql.exec<{ version: number }>('SELECT version FROM schema_version').one().version,
-        sessions: sql.exec('SELECT id FROM sessions').toArray().length,
+        sessions: sql.exec('SELECT id, dbsc_key FROM sessions').toArray(),
       };
     });
-    expect(upgraded).toEqual({ version: USER_SCHEMA_VERSION, sessions: 1 });
+    expect(upgraded).toMatchObject({ version: USER_SCHEMA_VERSION, sessions: [{ dbsc_key: null }] });
   });
 });
 

@@ -1,5 +1,4 @@
 import { base64url } from 'jose';
-import { now } from '../clock';
 
 /**
  * DBSC challenges: what a proof signs as its `jti`, so that a proof cannot be made ahead of time
@@ -12,9 +11,9 @@ import { now } from '../clock';
  * challenge). A server that accepted a challenge twice would accept a proof copied off the wire or
  * out of a log, without the key.
  *
- * latchkey keeps them in the user's Durable Object, next to the session they belong to; this
- * module is the rule, free of storage: how a challenge is made, how long each kind lives, and how
- * a presented one is judged. `MemoryChallengeStore` runs the same rule in memory.
+ * latchkey keeps them in the user's Durable Object, next to the session they belong to
+ * (user-records.ts, which also bounds how many a session keeps); this module is the rule, free of
+ * storage: how a challenge is made, how long each kind lives, and how a presented one is judged.
  */
 
 /** A challenge as stored. */
@@ -84,65 +83,4 @@ export function judgeChallenge(found: DbscChallenge | undefined, sessionId: stri
   if (found.sessionId !== sessionId) return 'other_session';
   if (nowMs >= found.expiresAtMs) return 'expired';
   return 'ok';
-}
-
-/**
- * The live challenges after issuing `issued`: the lapsed ones dropped, and the oldest of its
- * session dropped beyond MAX_LIVE_CHALLENGES_PER_SESSION.
- */
-export function withIssued(live: readonly DbscChallenge[], issued: DbscChallenge, nowMs: number): DbscChallenge[] {
-  const kept = live.filter((challenge) => challenge.expiresAtMs > nowMs);
-  const ofSession = kept.filter((challenge) => challenge.sessionId === issued.sessionId);
-  const surplus = new Set(ofSession.slice(0, Math.max(0, ofSession.length - MAX_LIVE_CHALLENGES_PER_SESSION + 1)));
-  return [...kept.filter((challenge) => !surplus.has(challenge)), issued];
-}
-
-/**
- * Where a user's challenges are kept: latchkey's user object implements it over its storage;
- * `MemoryChallengeStore` in memory (tests, and a single-instance server).
- */
-export interface DbscChallengeStore {
-  /** Issues a challenge for `sessionId` and returns its value. */
-  issue(sessionId: string, purpose: ChallengePurpose): Promise<string>;
-  /** Judges `value` for `sessionId`, and uses it up when the verdict is `ok`. */
-  take(sessionId: string, value: string): Promise<ChallengeVerdict>;
-  /** Forgets every challenge of `sessionId` (the session ended). */
-  forget(sessionId: string): Promise<void>;
-}
-
-/** A `DbscChallengeStore` in memory, kept in issue order. */
-export class MemoryChallengeStore implements DbscChallengeStore {
-  #live: DbscChallenge[];
-
-  /** `initial`: challenges already issued, oldest first (tests start from a given state). */
-  constructor(
-    private readonly accessTokenTtlSeconds: number,
-    private readonly clock: () => number = now,
-    initial: readonly DbscChallenge[] = [],
-  ) {
-    this.#live = [...initial];
-  }
-
-  /** The challenges held, for tests. */
-  get live(): readonly DbscChallenge[] {
-    return this.#live;
-  }
-
-  async issue(sessionId: string, purpose: ChallengePurpose): Promise<string> {
-    const nowMs = this.clock();
-    const issued = newChallenge(sessionId, nowMs, challengeLifetimeMs(purpose, this.accessTokenTtlSeconds));
-    this.#live = withIssued(this.#live, issued, nowMs);
-    return issued.value;
-  }
-
-  async take(sessionId: string, value: string): Promise<ChallengeVerdict> {
-    const found = this.#live.find((challenge) => challenge.value === value);
-    const verdict = judgeChallenge(found, sessionId, this.clock());
-    if (verdict === 'ok') this.#live = this.#live.filter((challenge) => challenge !== found);
-    return verdict;
-  }
-
-  async forget(sessionId: string): Promise<void> {
-    this.#live = this.#live.filter((challenge) => challenge.sessionId !== sessionId);
-  }
 }

@@ -1,13 +1,14 @@
 /**
  * Security: every DBSC proof in dbsc-proofs.json, by name, checked as latchkey checks one: the
  * `Secure-Session-Response` field read, the proof verified (src/dbsc/proof.ts) with the key its
- * use calls for, then its challenge judged and used up by the challenge store. Each refused case
+ * use calls for, then its challenge judged by the rule of src/dbsc/challenges.ts and used up. (The
+ * same checks through the user's object and its storage: test/dbsc-sessions.test.ts.) Each refused case
  * must be refused for the reason it names and leave every challenge where it was; each accepted
  * case must use up exactly the challenge it signs, and yield the key and thumbprint to bind.
  */
 import { calculateJwkThumbprint } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type DbscChallenge, MemoryChallengeStore } from '../../src/dbsc/challenges';
+import { type DbscChallenge, judgeChallenge } from '../../src/dbsc/challenges';
 import { readProofField } from '../../src/dbsc/headers';
 import { verifyDbscProof } from '../../src/dbsc/proof';
 import { type DbscKeys, type DbscProofCase, dbscCorpus, type MaterializedDbscCase, makeDbscKeys, materialize, SESSION_A } from './dbsc-recipes';
@@ -23,8 +24,23 @@ beforeAll(async () => {
 
 type Verdict = { ok: true; jkt: string; key: unknown } | { ok: false; reason: string };
 
+/** The live challenges of the case's user, judged and used up as the user's object does. */
+class Challenges {
+  constructor(
+    public live: DbscChallenge[],
+    private readonly nowMs: number,
+  ) {}
+
+  take(sessionId: string, value: string): string {
+    const found = this.live.find((challenge) => challenge.value === value);
+    const verdict = judgeChallenge(found, sessionId, this.nowMs);
+    if (verdict === 'ok') this.live = this.live.filter((challenge) => challenge !== found);
+    return verdict;
+  }
+}
+
 /** One request checked against `store`, as the registration and refresh routes check it. */
-async function judge(request: Request, materialized: MaterializedDbscCase, testCase: DbscProofCase, store: MemoryChallengeStore): Promise<Verdict> {
+async function judge(request: Request, materialized: MaterializedDbscCase, testCase: DbscProofCase, store: Challenges): Promise<Verdict> {
   const field = readProofField(request);
   if (field.kind !== 'one') return { ok: false, reason: field.kind };
   const verified =
@@ -32,7 +48,7 @@ async function judge(request: Request, materialized: MaterializedDbscCase, testC
       ? await verifyDbscProof(field.value, { use: 'registration', nowMs: materialized.nowMs })
       : await verifyDbscProof(field.value, { use: 'refresh', key: materialized.registered!, nowMs: materialized.nowMs });
   if (!verified.ok) return { ok: false, reason: verified.reason };
-  const verdict = await store.take(SESSION_A, verified.jti);
+  const verdict = store.take(SESSION_A, verified.jti);
   if (verdict !== 'ok') return { ok: false, reason: verdict };
   return { ok: true, jkt: verified.jkt, key: verified.key };
 }
@@ -40,7 +56,7 @@ async function judge(request: Request, materialized: MaterializedDbscCase, testC
 async function setUp(testCase: DbscProofCase) {
   const nowMs = Date.now();
   const materialized = await materialize(testCase, keys, nowMs, TTL_SECONDS);
-  const store = new MemoryChallengeStore(TTL_SECONDS, () => nowMs, materialized.live);
+  const store = new Challenges([...materialized.live], nowMs);
   return { materialized, store };
 }
 

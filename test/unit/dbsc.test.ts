@@ -7,14 +7,10 @@
 import { describe, expect, it } from 'vitest';
 import {
   challengeLifetimeMs,
-  type DbscChallenge,
   DBSC_CHALLENGE_TTL_SECONDS,
   judgeChallenge,
-  MAX_LIVE_CHALLENGES_PER_SESSION,
-  MemoryChallengeStore,
   newChallenge,
   newChallengeValue,
-  withIssued,
 } from '../../src/dbsc/challenges';
 import {
   challengeHeaderValue,
@@ -152,52 +148,6 @@ describe('challenges', () => {
     expect(judgeChallenge(mine, 'a', NOW + 60_000)).toBe('expired');
     expect(judgeChallenge(mine, 'b', NOW)).toBe('other_session');
     expect(judgeChallenge(undefined, 'a', NOW)).toBe('unknown');
-  });
-
-  it(`keep at most ${MAX_LIVE_CHALLENGES_PER_SESSION} live per session, dropping the oldest and the lapsed, and leave other sessions alone`, () => {
-    let live: DbscChallenge[] = [newChallenge('b', NOW, 60_000), newChallenge('a', NOW - 61_000, 60_000)];
-    const issued: DbscChallenge[] = [];
-    for (let i = 0; i < MAX_LIVE_CHALLENGES_PER_SESSION + 2; i += 1) {
-      const challenge = newChallenge('a', NOW + i, 60_000);
-      issued.push(challenge);
-      live = withIssued(live, challenge, NOW + i);
-    }
-    expect(live.filter((c) => c.sessionId === 'a')).toEqual(issued.slice(-MAX_LIVE_CHALLENGES_PER_SESSION));
-    expect(live.filter((c) => c.sessionId === 'b')).toHaveLength(1);
-  });
-
-  describe('in memory', () => {
-    it('are used up by the first take: taking one again is unknown', async () => {
-      const store = new MemoryChallengeStore(300, () => NOW);
-      const value = await store.issue('a', 'refresh');
-      expect(await store.take('a', value)).toBe('ok');
-      expect(await store.take('a', value)).toBe('unknown');
-    });
-
-    it('change nothing when refused: expired, of another session, or never issued', async () => {
-      let clock = NOW;
-      const store = new MemoryChallengeStore(300, () => clock);
-      const mine = await store.issue('a', 'refresh');
-      const theirs = await store.issue('b', 'ahead');
-      const before = [...store.live];
-      expect(await store.take('a', theirs)).toBe('other_session');
-      expect(await store.take('a', newChallengeValue())).toBe('unknown');
-      expect(store.live).toEqual(before);
-      clock += 60_000;
-      expect(await store.take('a', mine)).toBe('expired');
-      expect(store.live).toEqual(before);
-      // The one sent ahead lives on: a token lifetime and a minute.
-      expect(await store.take('b', theirs)).toBe('ok');
-    });
-
-    it('forget a session that ended', async () => {
-      const store = new MemoryChallengeStore(300, () => NOW);
-      const mine = await store.issue('a', 'registration');
-      const theirs = await store.issue('b', 'registration');
-      await store.forget('a');
-      expect(await store.take('a', mine)).toBe('unknown');
-      expect(await store.take('b', theirs)).toBe('ok');
-    });
   });
 });
 
