@@ -91,17 +91,20 @@ async function d1RowsOf(account: { id: string; email: string }) {
 
 const NO_D1_ROWS = { users: 0, sessions: 0, attempts: 0, links: 0, sends: 0, passkeys: 0 };
 
-/** The rows of every table of the user's object (but the schema's version), and its alarm. */
-function objectStorageOf(userId: string): Promise<{ rows: Record<string, number>; alarm: number | null }> {
+/**
+ * The rows of every table of the user's object but the schema's version (AUTOINCREMENT's counters
+ * included), whether its key-value storage holds anything, and its alarm.
+ */
+function objectStorageOf(userId: string): Promise<{ rows: Record<string, number>; keys: number; alarm: number | null }> {
   return runInDurableObject(authorityStub(userId), async (_instance, state) => {
     const tables = state.storage.sql
-      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'")
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
       .toArray()
       .map((row) => row.name)
-      .filter((name) => name !== 'schema_version' && !name.startsWith('sqlite_'));
+      .filter((name) => name !== 'schema_version' && !name.startsWith('_cf_'));
     const rows: Record<string, number> = {};
     for (const name of tables) rows[name] = state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${name}`).one().n;
-    return { rows, alarm: await state.storage.getAlarm() };
+    return { rows, keys: (await state.storage.list()).size, alarm: await state.storage.getAlarm() };
   });
 }
 
@@ -115,6 +118,7 @@ async function expectGone(account: Account, tokens: TokenBody[] = [account.token
   const storage = await objectStorageOf(account.id);
   expect(Object.keys(storage.rows)).toEqual(expect.arrayContaining(['user_state', 'sessions', 'events', 'outbox']));
   expect(storage.rows).toEqual(emptyObject(storage.rows));
+  expect(storage.keys).toBe(0);
   expect(storage.alarm).toBeNull();
   for (const token of tokens) {
     await expectProblem(await renew(token.access_token), 401, 'session_revoked');
@@ -302,6 +306,9 @@ describe('DELETE /auth/account with the password', () => {
     const before = await d1RowsOf(account);
     expect(before).toEqual({ users: 1, sessions: 2, attempts: 1, links: 2, sends: 1, passkeys: 1 });
     expect(await scheduledAlarm(account.id)).not.toBeNull();
+    // Whatever the object's key-value storage may hold goes too, though nothing of latchkey's is kept there.
+    await runInDurableObject(authorityStub(account.id), (_instance, state) => state.storage.put('probe', 1));
+    expect((await objectStorageOf(account.id)).rows).toMatchObject({ sqlite_sequence: 1 });
 
     const response = await deleteAccount(account.token.access_token, { password: PASSWORD });
     expect(response.status, await response.clone().text()).toBe(204);

@@ -346,16 +346,18 @@ export class UserRecords {
 
   /**
    * Deletes every row of every table but the schema's version: the tables are listed from the
-   * schema itself, so one added by a later migration is emptied too. SQLite's own tables and the
-   * platform's (`_cf_`) are not ours to touch. The empty schema that remains is what any object
-   * has once it has been addressed.
+   * schema itself, so one added by a later migration is emptied too, and so are AUTOINCREMENT's
+   * counters (`sqlite_sequence`), which would tell how many events the log ever held. The
+   * platform's tables (`_cf_`) are out of reach of SQL; the object deletes them with
+   * `deleteAll()` when it can. The empty schema that remains is what any object has once it has
+   * been addressed.
    */
   erase(): void {
     const tables = this.sql
       .exec<{ name: string }>(
         `SELECT name FROM sqlite_master
-          WHERE type = 'table' AND name <> 'schema_version'
-            AND name NOT LIKE 'sqlite!_%' ESCAPE '!' AND name NOT LIKE '!_cf!_%' ESCAPE '!'`,
+          WHERE type = 'table' AND name <> 'schema_version' AND name NOT LIKE '!_cf!_%' ESCAPE '!'
+            AND (name NOT LIKE 'sqlite!_%' ESCAPE '!' OR name = 'sqlite_sequence')`,
       )
       .toArray();
     for (const { name } of tables) this.sql.exec(`DELETE FROM "${name.replaceAll('"', '""')}"`);
