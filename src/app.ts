@@ -3,6 +3,7 @@ import { ApiError, ConfigError, problemResponse, StorageUnavailableError } from 
 import { type AppEnv, keyringOf } from './http/context';
 import { cors } from './http/cors';
 import { serverDate } from './http/server-date';
+import { accountRoutes } from './routes/account';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
@@ -23,6 +24,7 @@ export const app = new Hono<AppEnv>()
   .route('/auth', authRoutes)
   .route('/auth', recoveryRoutes)
   .route('/auth', passkeyRoutes)
+  .route('/auth', accountRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

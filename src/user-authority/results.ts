@@ -37,3 +37,13 @@ export interface ProofOfPossession {
   /** Until when the proof would be accepted: how long its `jti` is remembered. */
   usableUntilMs: number;
 }
+
+/**
+ * What the Worker verified before asking the user's object to delete the account: the password
+ * (checked against this hash), or a passkey's signature over a challenge it spent (with the
+ * signature counter the authenticator presented). The object checks, inside its turn, that it is
+ * still so.
+ */
+export type Reauthentication =
+  | { kind: 'password'; checkedPasswordHash: string }
+  | { kind: 'passkey'; passkeyId: string; counter: number };
