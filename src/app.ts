@@ -3,6 +3,7 @@ import { ApiError, ConfigError, problemResponse, StorageUnavailableError } from 
 import { type AppEnv, keyringOf } from './http/context';
 import { cors } from './http/cors';
 import { serverDate } from './http/server-date';
+import { accountRoutes } from './routes/account';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
@@ -25,6 +26,7 @@ export const app = new Hono<AppEnv>()
   .route('/auth', recoveryRoutes)
   .route('/auth', passkeyRoutes)
   .route('/', dbscRoutes)
+  .route('/auth', accountRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

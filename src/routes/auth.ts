@@ -35,7 +35,7 @@ const MAX_EVENTS = 100;
  * budget first, before anything is read: a 503 then depends on nothing but the time, and a
  * refused request is never counted as a failed attempt.
  */
-async function checkCredentials(c: AppContext, rawEmail: string, password: string, hashes: number) {
+export async function checkCredentials(c: AppContext, rawEmail: string, password: string, hashes: number) {
   const config = configOf(c);
   await admitHashes(config.hashBudget, hashes);
   const email = normalizeEmail(rawEmail);

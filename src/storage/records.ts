@@ -15,7 +15,8 @@ export type SecurityEventType =
   | 'device_bound'
   | 'passkey_added'
   | 'passkey_removed'
-  | 'passkey_counter_regressed';
+  | 'passkey_counter_regressed'
+  | 'lockout_cleared';
 
 /**
  * Event types an outsider can cause at will (a wrong password needs no account access; a copy of
@@ -75,7 +76,12 @@ export interface SessionMirror {
  */
 export type DirectoryWrite =
   | { kind: 'revoke_user'; userId: string; at: number }
-  | { kind: 'revoke_session'; userId: string; sessionId: string; at: number };
+  | { kind: 'revoke_session'; userId: string; sessionId: string; at: number }
+  /**
+   * The account is deleted: every D1 row of the user goes (store.ts). Once D1 has it, the object
+   * keeps nothing of the user either (user-records.ts, `delivered`).
+   */
+  | { kind: 'delete_user'; userId: string; at: number };
 
 /** Whether a passkey may exist on more than one device (WebAuthn's backup eligibility, BE). */
 export type PasskeyDeviceType = 'singleDevice' | 'multiDevice';
@@ -124,3 +130,22 @@ export type PasskeyLoginRecord =
   | { kind: 'gone' }
   /** The counter presented is not above the one stored: a cloned authenticator, or a replay. */
   | { kind: 'counter_regressed'; storedCounter: number };
+
+/** What an operator may see of an account (GET /admin/users): no hash, no secret. Instants in milliseconds. */
+export interface AccountRecord {
+  id: string;
+  email: string;
+  createdAt: number;
+  emailVerifiedAt: number | null;
+  /** Every session logged in at or before this is revoked; 0 when nothing was ever revoked. */
+  revokedBefore: number;
+  passkeys: number;
+  lockout: {
+    /** Client addresses whose next login attempt for this email is refused (429). */
+    lockedAddresses: number;
+    /** When the last of those lockouts runs out; null when none is in force. */
+    lockedUntil: number | null;
+    /** Client addresses with failed attempts still counted (locked or not). */
+    failingAddresses: number;
+  };
+}

@@ -1,6 +1,7 @@
 import type { LinkPurpose, LinkTokenRecord } from '../email/tokens';
 import { StorageUnavailableError } from '../errors';
 import type {
+  AccountRecord,
   DirectoryWrite,
   NewPasskey,
   PasskeyCredential,
@@ -200,23 +201,55 @@ export class Store {
     };
   }
 
-  /** The statement of one pending write of the user's object. Each is idempotent: resent, it changes nothing more. */
-  private writeStatement(write: DirectoryWrite): D1PreparedStatement {
+  /**
+   * The statements of the pending writes of a user's object, in order. Each is idempotent: resent,
+   * it changes nothing more.
+   */
+  private writeStatements(writes: readonly DirectoryWrite[]): D1PreparedStatement[] {
+    return writes.flatMap((write) => this.statementsOf(write));
+  }
+
+  private statementsOf(write: DirectoryWrite): D1PreparedStatement[] {
     switch (write.kind) {
       case 'revoke_user':
-        return this.db
-          .prepare('UPDATE users SET revoked_before = MAX(revoked_before, ?2) WHERE id = ?1')
-          .bind(write.userId, write.at);
+        return [
+          this.db.prepare('UPDATE users SET revoked_before = MAX(revoked_before, ?2) WHERE id = ?1').bind(write.userId, write.at),
+        ];
       case 'revoke_session':
-        return this.db
-          .prepare('UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND user_id = ?2')
-          .bind(write.sessionId, write.userId, write.at);
+        return [
+          this.db
+            .prepare('UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND user_id = ?2')
+            .bind(write.sessionId, write.userId, write.at),
+        ];
+      case 'delete_user':
+        return this.deleteUserStatements(write.userId);
     }
+  }
+
+  /**
+   * Every D1 row of the user, in one transaction with whatever it is batched with: the failed
+   * logins counted against the email (they tie addresses to the person; found through the user's
+   * row, so a resend after the email was registered again by someone else touches nothing of
+   * theirs), the user's message allowance, links, passkeys, the sessions' mirror rows, and the
+   * user. The user's row goes last, so that nothing else outlives it whatever order D1 applies the
+   * foreign keys in. Kept: the per-email allowance of reset messages (`reset:<email>`), which counts
+   * whether or not an account exists (an account deleted and registered again must not start the
+   * inbox's allowance over) and runs out within the hour; sign-in challenges name no user.
+   */
+  private deleteUserStatements(userId: string): D1PreparedStatement[] {
+    return [
+      this.db.prepare('DELETE FROM login_attempts WHERE email = (SELECT email FROM users WHERE id = ?1)').bind(userId),
+      this.db.prepare('DELETE FROM email_sends WHERE key = ?1').bind(`verify:${userId}`),
+      this.db.prepare('DELETE FROM email_tokens WHERE user_id = ?1').bind(userId),
+      this.db.prepare('DELETE FROM passkeys WHERE user_id = ?1').bind(userId),
+      this.db.prepare('DELETE FROM sessions WHERE user_id = ?1').bind(userId),
+      this.db.prepare('DELETE FROM users WHERE id = ?1').bind(userId),
+    ];
   }
 
   /** Applies the pending writes of a user's object, in order, in one transaction. */
   async applyWrites(writes: readonly DirectoryWrite[]): Promise<void> {
-    if (writes.length > 0) await this.batch(writes.map((write) => this.writeStatement(write)));
+    if (writes.length > 0) await this.batch(this.writeStatements(writes));
   }
 
   /**
@@ -233,8 +266,9 @@ export class Store {
     throttleKey: { email: string; clientIp: string };
   }): Promise<boolean> {
     const { pending, session, checkedPasswordHash, upgradedPasswordHash, throttleKey } = input;
+    const owed = this.writeStatements(pending);
     const results = await this.batch([
-      ...pending.map((write) => this.writeStatement(write)),
+      ...owed,
       this.db
         .prepare(
           `INSERT INTO sessions (id, user_id, created_at)
@@ -250,7 +284,7 @@ export class Store {
         )
         .bind(throttleKey.email, throttleKey.clientIp, session.id),
     ]);
-    return results[pending.length]?.meta.changes === 1;
+    return results[owed.length]?.meta.changes === 1;
   }
 
   /**
@@ -273,7 +307,7 @@ export class Store {
     resetLink?: { tokenHash: string };
   }): Promise<boolean> {
     const { pending, userId, checkedPasswordHash, newPasswordHash, session, throttleKey, resetLink } = input;
-    const statements = pending.map((write) => this.writeStatement(write));
+    const statements = this.writeStatements(pending);
     if (resetLink) {
       statements.push(
         this.db
@@ -443,8 +477,9 @@ export class Store {
     at: number;
   }): Promise<boolean> {
     const { pending, userId, tokenHash, at } = input;
+    const owed = this.writeStatements(pending);
     const results = await this.batch([
-      ...pending.map((write) => this.writeStatement(write)),
+      ...owed,
       this.db
         .prepare(
           `UPDATE email_tokens SET used_at = ?3
@@ -458,7 +493,7 @@ export class Store {
         )
         .bind(tokenHash, userId, at),
     ]);
-    return results[pending.length]?.meta.changes === 1;
+    return results[owed.length]?.meta.changes === 1;
   }
 
   // ---- passkeys ----------------------------------------------------------------------------
@@ -570,8 +605,9 @@ export class Store {
     backedUp: boolean;
   }): Promise<PasskeyLoginRecord> {
     const { pending, session, credentialId, counter, deviceType, backedUp } = input;
+    const owed = this.writeStatements(pending);
     const results = await this.batch([
-      ...pending.map((write) => this.writeStatement(write)),
+      ...owed,
       this.db
         .prepare(
           `INSERT INTO sessions (id, user_id, created_at)
@@ -590,9 +626,86 @@ export class Store {
         .prepare('SELECT counter FROM passkeys WHERE credential_id = ?1 AND user_id = ?2')
         .bind(credentialId, session.userId),
     ]);
-    if (results[pending.length]?.meta.changes === 1) return { kind: 'recorded' };
-    const row = results[pending.length + 2]?.results[0] as { counter: number } | undefined;
+    if (results[owed.length]?.meta.changes === 1) return { kind: 'recorded' };
+    const row = results[owed.length + 2]?.results[0] as { counter: number } | undefined;
     return row ? { kind: 'counter_regressed', storedCounter: row.counter } : { kind: 'gone' };
+  }
+
+  /**
+   * The signature counter stored for one of the user's passkeys, or null when the user has no
+   * passkey by that ID (removed meanwhile, or never theirs).
+   */
+  async passkeyCounterOf(userId: string, credentialId: string): Promise<number | null> {
+    const row = await this.guard(() =>
+      this.db
+        .prepare('SELECT counter FROM passkeys WHERE credential_id = ?1 AND user_id = ?2')
+        .bind(credentialId, userId)
+        .first<{ counter: number }>(),
+    );
+    return row?.counter ?? null;
+  }
+
+  // ---- operators -----------------------------------------------------------------------------
+
+  /**
+   * An account as an operator sees it, by id or by normalized email; null when there is none.
+   * One statement. A lockout is judged as `chargeLoginAttempt` judges it: an address is locked
+   * while its `locked_until` is ahead of `nowMs`, and its failures still count until they or its
+   * lockout have run out (`lockoutMs` after the last failure).
+   */
+  async accountOf(lookup: { id: string } | { email: string }, nowMs: number, lockoutMs: number): Promise<AccountRecord | null> {
+    const where = 'id' in lookup ? 'u.id = ?1' : 'u.email = ?1';
+    const key = 'id' in lookup ? lookup.id : lookup.email;
+    const row = await this.guard(() =>
+      this.db
+        .prepare(
+          `SELECT u.id, u.email, u.created_at, u.email_verified_at, u.revoked_before,
+                  (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) AS passkeys,
+                  (SELECT COUNT(*) FROM login_attempts a WHERE a.email = u.email AND a.locked_until > ?2) AS locked_addresses,
+                  (SELECT MAX(a.locked_until) FROM login_attempts a WHERE a.email = u.email AND a.locked_until > ?2) AS locked_until,
+                  (SELECT COUNT(*) FROM login_attempts a WHERE a.email = u.email
+                      AND NOT ((a.locked_until <> 0 AND a.locked_until <= ?2) OR (a.locked_until = 0 AND a.last_failure_at + ?3 <= ?2))
+                  ) AS failing_addresses
+             FROM users u WHERE ${where}`,
+        )
+        .bind(key, nowMs, lockoutMs)
+        .first<{
+          id: string;
+          email: string;
+          created_at: number;
+          email_verified_at: number | null;
+          revoked_before: number;
+          passkeys: number;
+          locked_addresses: number;
+          locked_until: number | null;
+          failing_addresses: number;
+        }>(),
+    );
+    if (!row) return null;
+    return {
+      id: row.id,
+      email: row.email,
+      createdAt: row.created_at,
+      emailVerifiedAt: row.email_verified_at,
+      revokedBefore: row.revoked_before,
+      passkeys: row.passkeys,
+      lockout: {
+        lockedAddresses: row.locked_addresses,
+        lockedUntil: row.locked_until,
+        failingAddresses: row.failing_addresses,
+      },
+    };
+  }
+
+  /**
+   * Forgets every failed login counted against the user's email, from every client address: the
+   * account's lockout, as an operator means it. Returns how many addresses had failures counted.
+   */
+  async clearLoginThrottle(userId: string): Promise<number> {
+    const result = await this.guard(() =>
+      this.db.prepare('DELETE FROM login_attempts WHERE email = (SELECT email FROM users WHERE id = ?1)').bind(userId).run(),
+    );
+    return result.meta.changes;
   }
 
   // ---- pruning -----------------------------------------------------------------------------

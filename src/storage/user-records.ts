@@ -409,9 +409,38 @@ export class UserRecords {
     };
   }
 
-  /** D1 has every write up to `upToId`. */
+  /**
+   * D1 has every write up to `upToId`. When one of them deleted the user's account, D1 no longer
+   * knows the user, and nothing of theirs stays here either: every row goes, in the transaction
+   * that records the delivery, whichever operation delivered it (the deletion itself, its retry,
+   * the alarm, or a sign-in that carried the owed writes in its batch).
+   */
   delivered(upToId: number): void {
-    this.sql.exec('DELETE FROM outbox WHERE id <= ?', upToId);
+    const deleted = this.sql
+      .exec<{ write: string }>('SELECT write FROM outbox WHERE id <= ?', upToId)
+      .toArray()
+      .some((row) => (JSON.parse(row.write) as DirectoryWrite).kind === 'delete_user');
+    if (deleted) this.erase();
+    else this.sql.exec('DELETE FROM outbox WHERE id <= ?', upToId);
+  }
+
+  /**
+   * Deletes every row of every table but the schema's version: the tables are listed from the
+   * schema itself, so one added by a later migration is emptied too, and so are AUTOINCREMENT's
+   * counters (`sqlite_sequence`), which would tell how many events the log ever held. The
+   * platform's tables (`_cf_`) are out of reach of SQL; the object deletes them with
+   * `deleteAll()` when it can. The empty schema that remains is what any object has once it has
+   * been addressed.
+   */
+  erase(): void {
+    const tables = this.sql
+      .exec<{ name: string }>(
+        `SELECT name FROM sqlite_master
+          WHERE type = 'table' AND name <> 'schema_version' AND name NOT LIKE '!_cf!_%' ESCAPE '!'
+            AND (name NOT LIKE 'sqlite!_%' ESCAPE '!' OR name = 'sqlite_sequence')`,
+      )
+      .toArray();
+    for (const { name } of tables) this.sql.exec(`DELETE FROM "${name.replaceAll('"', '""')}"`);
   }
 
   /** Sending them failed once more. */

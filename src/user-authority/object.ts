@@ -43,6 +43,7 @@ import {
   done,
   failed,
   type ProofOfPossession,
+  type Reauthentication,
   type TokenGrant,
 } from './results';
 
@@ -75,7 +76,8 @@ export interface EventPage {
  * state in its own SQLite storage (user-records.ts): the user's instants, sessions, generations,
  * security events, and an outbox of writes owed to D1. Every write concerning the user passes
  * through it: login (by password or passkey), renewal, logout, logout-all, password change and
- * reset, email verification, admin revocation, adding and removing passkeys.
+ * reset, email verification, admin revocation, clearing a login lockout, deleting the account,
+ * adding and removing passkeys, and binding and refreshing a session through DBSC.
  *
  * - A renewal touches no D1: load, decide with `decideRenewal`, persist, in one synchronous
  *   storage transaction with nothing awaited in between (PROTOCOL.md invariant 5). The platform
@@ -654,6 +656,103 @@ export class UserAuthority extends DurableObject<Env> {
       }),
     );
     if (this.#records.holdsAnything()) await this.ctx.storage.setAlarm(nowMs + PRUNE_INTERVAL_MS);
+  }
+
+  /**
+   * An operator clears the user's login lockout: D1 forgets the failed logins counted against the
+   * user's email from every client address. Logged as `lockout_cleared` (with how many addresses
+   * it freed) when there was anything to clear, so the user learns that guessing may resume.
+   */
+  clearLockout(input: { userId: string }): Promise<AuthorityResult<{ clearedAddresses: number }>> {
+    return this.#exclusive(async () => {
+      const cleared = await this.#sendToDirectory(() => this.#directory.clearLoginThrottle(input.userId));
+      if (cleared > 0) {
+        this.#transaction(() => {
+          const user = this.#user(input.userId);
+          const at = this.#tick(user);
+          this.#records.saveUser(user);
+          this.#append({ type: 'lockout_cleared', at, sessionId: null, detail: { addresses: cleared } });
+        });
+      }
+      return { ok: true, value: { clearedAddresses: cleared } };
+    });
+  }
+
+  /**
+   * DELETE /auth/account: everything of the user goes, in D1 and here, for a live session of
+   * theirs that proved the password or a passkey again.
+   *
+   * The order is what keeps an interrupted deletion safe (docs/SECURITY.md). First, in one
+   * transaction here, every session is revoked (`revoked_before = now`: this object, which alone
+   * decides renewals, renews none of them again) and the deletion of the user's D1 rows is queued
+   * in the outbox. Then D1 deletes them in one transaction: the strict check, sign-ins, links and
+   * passkeys find no user from then on. Only then does this object erase its storage and alarm.
+   * A crash or a D1 failure between the steps leaves the deletion owed: the alarm (set before D1
+   * is called) or the request's retry delivers it, and whichever operation delivers it erases the
+   * records with it (user-records.ts, `delivered`). No step can leave a token able to renew.
+   */
+  deleteAccount(input: { userId: string; sessionId: string; proof: Reauthentication }): Promise<AuthorityResult<null>> {
+    return this.#exclusive(async () => {
+      // A retry of a deletion already under way finishes it: the caller proved the same things.
+      if (!this.#deletionOwed(input.userId)) {
+        const refused = await this.#reauthenticationRefused(input.userId, input.proof);
+        if (refused !== null) return refused;
+        // Judged after that await, not before: a reuse detected meanwhile ends the caller's session.
+        const notLive = this.#transaction(() => {
+          const user = this.#user(input.userId);
+          const state = this.#liveSession(user, input.sessionId);
+          if (state !== null) return state;
+          const at = this.#tick(user);
+          user.revokedBefore = at;
+          this.#records.saveUser(user);
+          this.#records.enqueue({ kind: 'delete_user', userId: user.userId, at });
+          return null;
+        });
+        if (notLive !== null) return notLive;
+        await this.#retryLater();
+      }
+      await this.#deliver();
+      // The records are gone already (`delivered`); this drops the schema and the alarm too, then
+      // lays the empty schema down again for any request that still reaches this instance.
+      await this.ctx.blockConcurrencyWhile(async () => {
+        await this.ctx.storage.deleteAlarm();
+        await this.ctx.storage.deleteAll();
+        this.#records.migrate();
+      });
+      return done;
+    });
+  }
+
+  #deletionOwed(userId: string): boolean {
+    return this.#records.pending().writes.some((write) => write.kind === 'delete_user' && write.userId === userId);
+  }
+
+  /**
+   * Null when what the Worker verified still holds, read inside this object's turn, where every
+   * change of the password hash and of the passkeys' counters is also made: the password hash is
+   * still the one checked; the passkey is still the user's and its counter moved forward (as a
+   * sign-in requires; a counter that did not is logged as a sign-in would log it).
+   */
+  async #reauthenticationRefused(userId: string, proof: Reauthentication): Promise<{ ok: false; code: ErrorCode } | null> {
+    if (proof.kind === 'password') {
+      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(userId));
+      return hash === proof.checkedPasswordHash ? null : failed('invalid_credentials');
+    }
+    const stored = await this.#sendToDirectory(() => this.#directory.passkeyCounterOf(userId, proof.passkeyId));
+    if (stored === null) return failed('invalid_credentials');
+    if (stored < proof.counter || (stored === 0 && proof.counter === 0)) return null;
+    this.#transaction(() => {
+      const user = this.#user(userId);
+      const at = this.#tick(user);
+      this.#records.saveUser(user);
+      this.#append({
+        type: 'passkey_counter_regressed',
+        at,
+        sessionId: null,
+        detail: { passkey_id: proof.passkeyId, stored_counter: stored, presented_counter: proof.counter },
+      });
+    });
+    return failed('invalid_credentials');
   }
 
   // ---- opening a session -----------------------------------------------------------------

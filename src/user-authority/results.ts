@@ -57,3 +57,13 @@ export type DbscRefreshOutcome =
   | { kind: 'challenge'; challenge: string }
   /** Renewed: the next token, and a challenge sent ahead for the refresh after. */
   | { kind: 'refreshed'; grant: TokenGrant; challenge: string };
+
+/**
+ * What the Worker verified before asking the user's object to delete the account: the password
+ * (checked against this hash), or a passkey's signature over a challenge it spent (with the
+ * signature counter the authenticator presented). The object checks, inside its turn, that it is
+ * still so.
+ */
+export type Reauthentication =
+  | { kind: 'password'; checkedPasswordHash: string }
+  | { kind: 'passkey'; passkeyId: string; counter: number };

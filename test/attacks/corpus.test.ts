@@ -339,16 +339,33 @@ const TOKEN_ROUTES: Route[] = [
       }),
   },
   { name: 'DELETE /auth/passkeys/:id', send: (headers) => call('/auth/passkeys/AAAA', { method: 'DELETE', headers }) },
+  {
+    name: 'DELETE /auth/account',
+    send: (headers) =>
+      call('/auth/account', {
+        method: 'DELETE',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ password: 'not the password at all' }),
+      }),
+  },
 ];
 
 /** The origin the test configuration allows (wrangler.toml's ALLOWED_ORIGINS). */
 const ALLOWED_ORIGIN = 'http://localhost:8787';
 
 /** Every admin route reads its own bearer secret: a user's token, forged or not, is never it. */
-const ADMIN_ROUTE: Route = {
-  name: 'POST /admin/users/:id/revoke',
-  send: (headers) => call(`/admin/users/${fx.user.id}/revoke`, { method: 'POST', headers }),
-};
+const ADMIN_ROUTES: Route[] = [
+  {
+    name: 'POST /admin/users/:id/revoke',
+    send: (headers) => call(`/admin/users/${fx.user.id}/revoke`, { method: 'POST', headers }),
+  },
+  {
+    name: 'POST /admin/users/:id/unlock',
+    send: (headers) => call(`/admin/users/${fx.user.id}/unlock`, { method: 'POST', headers }),
+  },
+  { name: 'GET /admin/users/:id', send: (headers) => call(`/admin/users/${fx.user.id}`, { headers }) },
+  { name: 'GET /admin/users?email=', send: (headers) => call(`/admin/users?email=${encodeURIComponent(fx.user.email)}`, { headers }) },
+];
 
 const TOKEN_FAULTS = new Set(['invalid_token', 'token_expired', 'session_inactive', 'session_revoked', 'session_expired', 'token_reused']);
 
@@ -396,7 +413,7 @@ function expectationFor(testCase: { expect?: Expectation; expectByRoute?: Record
 // ---------------------------------------------------------------------------------------------
 // Request bodies
 
-const BODY_ROUTES: Record<string, { path: string; token: () => string | undefined }> = {
+const BODY_ROUTES: Record<string, { path: string; method?: string; token: () => string | undefined }> = {
   register: { path: '/auth/register', token: () => undefined },
   login: { path: '/auth/login', token: () => undefined },
   password: { path: '/auth/password', token: () => fx.requester.token.access_token },
@@ -405,6 +422,7 @@ const BODY_ROUTES: Record<string, { path: string; token: () => string | undefine
   verify: { path: '/auth/email/verify', token: () => undefined },
   'passkey-register': { path: '/auth/passkeys/register', token: () => fx.requester.token.access_token },
   'passkey-login': { path: '/auth/passkeys/login', token: () => undefined },
+  account: { path: '/auth/account', method: 'DELETE', token: () => fx.requester.token.access_token },
 };
 
 let address = 0;
@@ -487,8 +505,10 @@ describe('Security: the attack corpus', () => {
         got[route.name] = await observed(await route.send(headers));
         want[route.name] = wanted(expectationFor(testCase, route.name, { status: 401, code: 'invalid_token' }));
       }
-      got[ADMIN_ROUTE.name] = await observed(await ADMIN_ROUTE.send(headers));
-      want[ADMIN_ROUTE.name] = wanted({ status: 401, code: 'unauthorized' });
+      for (const route of ADMIN_ROUTES) {
+        got[route.name] = await observed(await route.send(headers));
+        want[route.name] = wanted({ status: 401, code: 'unauthorized' });
+      }
       // Cookie mode: every route that takes a bearer token takes the cookie too, and must judge
       // the same token the same way (from an allowed Origin, so the CSRF check is not what answers).
       if (authorization?.startsWith('Bearer ')) {
@@ -515,7 +535,7 @@ describe('Security: the attack corpus', () => {
         const token = route.token();
         if (token !== undefined) headers.authorization = `Bearer ${token}`;
         const body = requestBody(testCase.body);
-        const init: RequestInit & { duplex?: string } = { method: 'POST', headers, body };
+        const init: RequestInit & { duplex?: string } = { method: route.method ?? 'POST', headers, body };
         if (body instanceof ReadableStream) init.duplex = 'half';
         got[name] = await observed(await call(route.path, init));
         const expectation = expectationFor(testCase, name, { status: 400, code: 'invalid_request' });
