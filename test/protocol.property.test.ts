@@ -85,6 +85,8 @@ interface ModelSession {
   createdOrd: number;
   gen: number;
   genMintedAt: number;
+  /** Position on the user's clock of when the current generation was minted. */
+  genMintedOrd: number;
   /** `revoked_at` set (logout, reuse). */
   marked: boolean;
 }
@@ -95,6 +97,8 @@ interface ModelUser {
   password: string;
   revokedBeforeOrd: number;
   lastLoginAt: number;
+  /** Position of the last login on the user's clock. */
+  lastLoginOrd: number;
   throttle: { failures: number; lastFailureAt: number; lockedUntil: number } | null;
   reuses: Array<'session' | 'user'>;
 }
@@ -154,6 +158,7 @@ class Model {
     if (held.gen === session.gen) {
       session.gen += 1;
       session.genMintedAt = this.t;
+      session.genMintedOrd = at;
       return { status: 200, gen: session.gen, sid: session.sid };
     }
     if (held.gen === session.gen - 1 && this.t - session.genMintedAt < GRACE_SECONDS) {
@@ -161,13 +166,41 @@ class Model {
     }
     if (held.gen < session.gen) {
       session.marked = true;
-      // Minted at or after the last login, or in its very second (toward safety): everyone signs in again.
-      const scope = held.mintedAt >= user.lastLoginAt ? 'user' : 'session';
+      const scope = this.reuseScope(held, session, user);
       if (scope === 'user') user.revokedBeforeOrd = at;
       user.reuses.push(scope);
       return { status: 401, code: 'token_reused' };
     }
     throw new Error('model: a genuine token ahead of its session');
+  }
+
+  /**
+   * Rule 7's scope, placed as precisely as the records allow: every token of a session was minted
+   * at or after its login; a generation-1 token at its login; a superseded one before the current
+   * generation was. Only past those does the whole second decide, toward safety: minted at or
+   * after the last login, or in its very second, and everyone signs in again.
+   */
+  reuseScope(held: HeldToken, session: ModelSession, user: ModelUser): 'session' | 'user' {
+    if (session.createdOrd >= user.lastLoginOrd) return 'user';
+    if (held.gen === 1) return 'session';
+    if (session.genMintedOrd <= user.lastLoginOrd) return 'session';
+    return held.mintedAt >= user.lastLoginAt ? 'user' : 'session';
+  }
+
+  /**
+   * Logout walks the same table: the newest token, or the previous one within the grace window,
+   * ends the session; a session already over answers 204 all the same; a superseded token beyond
+   * the grace window is theft, as for a renewal.
+   */
+  logout(held: HeldToken): Expected {
+    const session = this.session(held.sid);
+    if (this.isRevoked(session)) return { status: 204 };
+    const current = held.gen === session.gen;
+    const inGrace = held.gen === session.gen - 1 && this.t - session.genMintedAt < GRACE_SECONDS;
+    if (!current && !inGrace) return this.renew(held);
+    this.nextOrd();
+    session.marked = true;
+    return { status: 204 };
   }
 
   /** The login throttle, charged before any hashing; true when the attempt is refused with 429. */
@@ -191,10 +224,12 @@ class Model {
   }
 
   openSession(userIndex: number, sid: string): ModelSession {
-    const session: ModelSession = { sid, user: userIndex, createdOrd: this.nextOrd(), gen: 1, genMintedAt: this.t, marked: false };
+    const createdOrd = this.nextOrd();
+    const session: ModelSession = { sid, user: userIndex, createdOrd, gen: 1, genMintedAt: this.t, genMintedOrd: createdOrd, marked: false };
     this.sessions.set(sid, session);
     const user = this.users[userIndex] as ModelUser;
     user.lastLoginAt = this.t;
+    user.lastLoginOrd = createdOrd;
     user.throttle = null;
     return session;
   }
@@ -395,10 +430,9 @@ async function runStep(model: Model, step: Step): Promise<void> {
     case 'logout': {
       const client = model.clients[step.client] as Client;
       if (!client.held) return;
+      const expected = model.logout(client.held);
       const answer = await answerOf(await post('/auth/logout', { token: client.held.token }));
-      expect(summary(answer)).toBe('204');
-      model.nextOrd();
-      model.session(client.held.sid).marked = true;
+      expect(summary(answer)).toBe(expectedSummary(expected));
       client.held = null;
       return;
     }
@@ -465,7 +499,7 @@ async function freshModel(): Promise<Model> {
   for (let index = 0; index < USERS; index++) {
     const email = uniqueEmail('prop');
     const { id } = await register(email);
-    users.push({ id, email, password: PASSWORD, revokedBeforeOrd: 0, lastLoginAt: 0, throttle: null, reuses: [] });
+    users.push({ id, email, password: PASSWORD, revokedBeforeOrd: 0, lastLoginAt: 0, lastLoginOrd: 0, throttle: null, reuses: [] });
   }
   const clients: Client[] = Array.from({ length: USERS * CLIENTS_PER_USER }, (_, index) => ({
     user: Math.floor(index / CLIENTS_PER_USER),
@@ -507,6 +541,27 @@ async function play(steps: Step[]): Promise<void> {
  * order the run first saw them (0: user 0's first login, 1: user 1's first login, then on).
  */
 const NAMED: Array<[string, Step[]]> = [
+  [
+    // Found by the random run: logout walks the decision table like a renewal.
+    'a logout with a token a thief has already renewed past the grace window is reuse, not a logout',
+    [
+      { kind: 'replay', token: 0, copies: 1 }, // the thief renews client 0's token: pool 2, gen 2
+      { kind: 'advance', seconds: 12 },
+      { kind: 'logout', client: 0 }, // gen 1, superseded beyond the grace window: token_reused
+      { kind: 'replay', token: 2, copies: 1 },
+    ],
+  ],
+  [
+    // Found by the random run: the records place a generation-1 token at its session's login.
+    'a replayed generation-1 token of a session that logged in just before the last login ends only that session',
+    [
+      { kind: 'login', client: 1, wrongPassword: false }, // user 0's second session, in the same second
+      { kind: 'replay', token: 0, copies: 1 }, // the thief renews client 0's login token
+      { kind: 'advance', seconds: 12 },
+      { kind: 'renew', client: 0, copies: 1 }, // gen 1 again: reuse, scope "session"
+      { kind: 'renew', client: 1, copies: 1 }, // the later login's session lives on
+    ],
+  ],
   [
     'a superseded token minted in the same second as, but before, the last login revokes every session (toward safety)',
     [
