@@ -265,14 +265,15 @@ describe('DBSC refresh', () => {
     await expectProblem(two, 400, 'invalid_request');
   });
 
-  it('ends the browser session of a revoked session: continue false, the cookie cleared, whatever the proof', async () => {
+  it('ends the browser session of a revoked session: continue false, whatever the proof, and the page learns why', async () => {
     const { browser } = await boundBrowser();
     const logoutAll = await call('/auth/logout-all', { method: 'POST', token: browser.cookie as string });
     expect(logoutAll.status).toBe(204);
     const response = await browser.refreshRequest(await browser.proof(browser.cachedChallenge as string));
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ continue: false });
-    expect(tokenCookieOf(response)?.maxAge).toBe(0);
+    // The token cookie is left alone: the browser may hold a newer session's under that name.
+    expect(tokenCookieOf(response)).toBeUndefined();
     expect((await browser.refreshRequest()).status).toBe(200);
     // The page, whose next request goes without a token, learns why.
     const ended = response.headers.getSetCookie().find((cookie) => cookie.startsWith('latchkey_ended='));
@@ -282,6 +283,26 @@ describe('DBSC refresh', () => {
     await expectProblem(renew.clone(), 401, 'session_revoked');
     expect(renew.headers.getSetCookie().some((cookie) => /^latchkey_ended=;.*Max-Age=0/i.test(cookie))).toBe(true);
     await expectProblem(await call('/auth/renew', { method: 'POST', headers: { cookie: 'latchkey_ended=anything' } }), 401, 'missing_token');
+  });
+
+  it('ends an old session without touching the newer one a password change opened in the same browser', async () => {
+    const { browser } = await boundBrowser();
+    const oldIdentifier = browser.sessionIdentifier as string;
+    const headers = { cookie: `latchkey_at=${browser.cookie}`, origin: PAGE_ORIGIN };
+    const changed = await call('/auth/password', {
+      method: 'POST',
+      headers,
+      json: { current_password: 'correct horse battery staple', new_password: 'a brand new passphrase' },
+    });
+    expect(changed.status, await changed.clone().text()).toBe(200);
+    // The new session is offered a registration of its own, and the page's cookie is the new one.
+    expect(changed.headers.get('secure-session-registration')).toMatch(/challenge="/);
+    const fresh = tokenCookieOf(changed)?.value as string;
+    expect(claimsOf(fresh).sid).not.toBe(oldIdentifier.split('.')[1]);
+    // The old session's browser-side refresh ends it, and leaves the new cookie where it is.
+    const ended = await browser.refreshRequest(await browser.proof(browser.cachedChallenge as string), oldIdentifier);
+    expect(await ended.json()).toEqual({ continue: false });
+    expect(tokenCookieOf(ended)).toBeUndefined();
   });
 
   it('ends an idle session, and one past its absolute limit', async () => {

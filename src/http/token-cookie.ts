@@ -100,6 +100,11 @@ export function setEndedCookie(c: AppContext, code: EndedCode): void {
 export function takeEndedCode(c: AppContext): EndedCode | undefined {
   const value = getCookie(c, endedCookieName(c));
   if (value === undefined) return undefined;
-  setCookie(c, endedCookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
+  clearEndedCookie(c);
   return (ENDED_CODES as readonly string[]).includes(value) ? (value as EndedCode) : undefined;
+}
+
+/** Forgets why an earlier session ended: a new one was opened in this browser. */
+export function clearEndedCookie(c: AppContext): void {
+  if (getCookie(c, endedCookieName(c)) !== undefined) setCookie(c, endedCookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
 }

@@ -14,7 +14,7 @@ import { verifyDbscProof } from '../dbsc/proof';
 import { dbscSessionIdentifier, parseDbscSessionIdentifier } from '../dbsc/session-identifier';
 import { ApiError, problemResponse } from '../errors';
 import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, keyringOf } from '../http/context';
-import { clearTokenCookie, type EndedCode, setEndedCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
+import { type EndedCode, setEndedCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
 import { verifyAccessToken } from '../tokens/verify';
 import type { TokenGrant } from '../user-authority/results';
 
@@ -120,9 +120,13 @@ function boundSessionAnswer(c: AppContext, grant: TokenGrant, challenge: string)
   );
 }
 
-/** Ends the browser's DBSC session, clears the cookie it kept alive, and leaves the page the reason. */
+/**
+ * Ends the browser's DBSC session and leaves the page the reason. The token cookie is not cleared:
+ * the browser refreshes because it is gone (or about to go), and the same browser may hold a newer
+ * session's cookie under the same name by now (after a password change, or another sign-in),
+ * which clearing would sign out.
+ */
 function endSession(c: AppContext, code: EndedCode): Response {
-  clearTokenCookie(c);
   setEndedCookie(c, code);
   return c.json(END_SESSION_INSTRUCTIONS);
 }

@@ -1,7 +1,7 @@
 import { ApiError } from '../errors';
 import type { AppContext } from '../http/context';
 import { allowedOrigin } from '../http/cors';
-import { setTokenCookie } from '../http/token-cookie';
+import { clearEndedCookie, setTokenCookie } from '../http/token-cookie';
 import { offerDeviceBinding } from './dbsc';
 import type { TokenGrant } from '../user-authority/results';
 
@@ -38,7 +38,10 @@ export function tokenResponse(c: AppContext, grant: TokenGrant, delivery: TokenD
  * (DBSC registration); browsers without DBSC ignore the header.
  */
 export async function newSessionResponse(c: AppContext, grant: TokenGrant, delivery: TokenDelivery): Promise<Response> {
-  if (delivery === 'cookie') await offerDeviceBinding(c, grant);
+  if (delivery === 'cookie') {
+    clearEndedCookie(c);
+    await offerDeviceBinding(c, grant);
+  }
   return tokenResponse(c, grant, delivery);
 }
 
