@@ -5,8 +5,8 @@
  */
 import { calculateJwkThumbprint } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { makeProof, type ProofSigner } from '../../client/src/proof';
-import { ServerClock } from '../../client/src/server-clock';
+import { makeProof, type ProofSigner } from '../../packages/client/src/proof';
+import { ServerClock } from '../../packages/client/src/server-clock';
 import { verifyDpopProof } from '../../src/dpop/proof';
 
 async function signer(): Promise<ProofSigner> {
