@@ -7,7 +7,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { makeProof, type ProofSigner } from '../../packages/client/src/proof';
 import { ServerClock } from '../../packages/client/src/server-clock';
-import { verifyDpopProof } from '../../src/dpop/proof';
+import { verifyDpopProof } from '../../packages/verify/src/dpop/proof';
 
 async function signer(): Promise<ProofSigner> {
   const pair = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;
