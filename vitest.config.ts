@@ -19,6 +19,8 @@ export default defineConfig({
   test: {
     projects: [
       {
+        // `@latchkey/verify` and `@latchkey/client` from their source, as tsconfig.json maps them.
+        resolve: { tsconfigPaths: true },
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
@@ -47,8 +49,10 @@ export default defineConfig({
       },
       // latchkey and examples/resource-worker together in one workerd.
       './test/two-workers/vitest.config.ts',
-      // `latchkey/verify` outside Workers, and the scripts: Node, as a Node service would run them.
+      // `@latchkey/verify` outside Workers, the packages as published, and the scripts: Node, as a
+      // Node service would run them.
       {
+        resolve: { tsconfigPaths: true },
         test: {
           name: 'node',
           environment: 'node',

@@ -10,13 +10,13 @@ import { Hono } from 'hono';
 import schema from '../migrations/0001_directory.sql';
 import worker from '../src/index';
 import { configFrom } from '../src/config';
-import { verifyDpopProof } from '../src/dpop/proof';
+import { verifyDpopProof } from '../packages/verify/src/dpop/proof';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
 import { generationJti } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
-import { type VerifyExpectations, verifyAccessToken } from '../src/tokens/verify';
+import { type VerifyExpectations, verifyAccessToken } from '../packages/verify/src/tokens/verify';
 
 // Everything the production entry exports (its Durable Object, its entrypoint), as it exports it.
 export { LatchkeyInternal, UserAuthority } from '../src/index';

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the browser client (client/src) to public/client.js and the demo page's script to
+// Builds the browser client (packages/client, the source of @latchkey/client too) to
+// public/client.js, one file with its dependencies bundled in, and the demo page's script to
 // public/demo.js, which Workers static assets serve at /client.js and /demo.js. Run by
 // `npm start`, `npm test` (vitest.config.ts) and `npm run test:browser`, so a fresh clone needs
 // no separate step. The outputs are build products and are not committed.
@@ -9,11 +10,11 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The demo imports the client by its source path for type checking; the page loads /client.js. */
+/** The demo imports the client by its package name, as an app would; the page loads /client.js. */
 const servedClient = {
   name: 'served-client',
   setup(pluginBuild) {
-    pluginBuild.onResolve({ filter: /\/src\/index\.js$/ }, () => ({ path: '/client.js', external: true }));
+    pluginBuild.onResolve({ filter: /^@latchkey\/client$/ }, () => ({ path: '/client.js', external: true }));
   },
 };
 
@@ -27,7 +28,7 @@ export async function buildClient() {
     legalComments: 'none',
   };
   await Promise.all([
-    build({ ...common, entryPoints: [join(root, 'client/src/index.ts')], outfile: join(root, 'public/client.js') }),
+    build({ ...common, entryPoints: [join(root, 'packages/client/src/index.ts')], outfile: join(root, 'public/client.js') }),
     build({
       ...common,
       entryPoints: [join(root, 'client/demo/demo.ts')],

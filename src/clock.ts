@@ -1,38 +1,5 @@
 /**
- * The one place that reads the wall clock. Every instant in latchkey comes from `now()`, so tests
- * move time by hand instead of waiting out token lifetimes.
+ * latchkey reads the wall clock where its token checks do (packages/verify/src/clock.ts): one
+ * clock, so that a test that moves it moves every check at once, latchkey's and a verifier's.
  */
-
-let fixedMs: number | undefined;
-let offsetMs = 0;
-
-/** Milliseconds since the Unix epoch, as latchkey sees it. */
-export function now(): number {
-  return fixedMs ?? Date.now() + offsetMs;
-}
-
-/** Whole seconds since the epoch, as JWT NumericDate claims use. */
-export function nowSeconds(): number {
-  return Math.floor(now() / 1000);
-}
-
-/**
- * Test control of the clock. Production code never calls these; they exist so that expiry,
- * idle and absolute limits can be tested without sleeping.
- */
-export const testClock = {
-  /** Freeze the clock at `ms`. */
-  set(ms: number): void {
-    fixedMs = ms;
-  },
-  /** Move the clock forward (frozen or not). */
-  advance(ms: number): void {
-    if (fixedMs === undefined) offsetMs += ms;
-    else fixedMs += ms;
-  },
-  /** Back to the real clock. */
-  reset(): void {
-    fixedMs = undefined;
-    offsetMs = 0;
-  },
-};
+export { now, nowSeconds, testClock } from '../packages/verify/src/clock';

@@ -4,7 +4,16 @@
  * per code, so nothing internal (a token, a SQL message, a stack) can leak into an answer.
  */
 
-import { DPOP_ALGS_PARAMETER } from './dpop/algorithms';
+import {
+  type ChallengeScheme,
+  type ProblemSpec,
+  renderProblem,
+  TOKEN_PROBLEMS,
+  type TokenProblemCode,
+  tokenChallenge,
+} from '../packages/verify/src/problems';
+
+export type { ChallengeScheme };
 
 export type ErrorCode =
   | 'invalid_request'
@@ -33,13 +42,14 @@ export type ErrorCode =
   | 'temporarily_unavailable'
   | 'internal_error';
 
-interface ProblemSpec {
-  status: number;
-  title: string;
-  detail: string;
-}
+/**
+ * The codes about tokens are worded once, for latchkey and for every verifier
+ * (packages/verify/src/problems.ts). The `Pick` compiles only while each of them is one of these.
+ */
+const TOKEN_PROBLEMS_OF_LATCHKEY: Pick<Record<ErrorCode, ProblemSpec>, TokenProblemCode> = TOKEN_PROBLEMS;
 
 const PROBLEMS = {
+  ...TOKEN_PROBLEMS_OF_LATCHKEY,
   invalid_request: { status: 400, title: 'Invalid request', detail: 'The request is malformed.' },
   payload_too_large: { status: 413, title: 'Payload too large', detail: 'Request bodies are limited to 16 KiB.' },
   email_taken: { status: 409, title: 'Email taken', detail: 'An account with this email already exists.' },
@@ -63,30 +73,6 @@ const PROBLEMS = {
     title: 'Too many attempts',
     detail: 'Too many attempts. Try again after the time given in Retry-After.',
   },
-  missing_token: { status: 401, title: 'Missing token', detail: 'This route needs a bearer access token.' },
-  invalid_token: { status: 401, title: 'Invalid token', detail: 'The access token is not valid.' },
-  token_expired: { status: 401, title: 'Token expired', detail: 'The access token has expired; renew it.' },
-  session_inactive: {
-    status: 401,
-    title: 'Session inactive',
-    detail: 'The session was idle for too long. Sign in again.',
-  },
-  session_revoked: { status: 401, title: 'Session revoked', detail: 'The session has been revoked. Sign in again.' },
-  session_expired: {
-    status: 401,
-    title: 'Session expired',
-    detail: 'The session reached its maximum age. Sign in again.',
-  },
-  token_reused: {
-    status: 401,
-    title: 'Token reused',
-    detail: 'A superseded token was presented again; the session has been revoked. Sign in again.',
-  },
-  invalid_dpop_proof: {
-    status: 401,
-    title: 'Invalid DPoP proof',
-    detail: 'The request carries no valid DPoP proof of the key this credential is bound to.',
-  },
   // A refused DBSC registration. 400, not 401: a 4xx tells the browser to give up registering,
   // and the session's cookie stays as it was.
   invalid_dbsc_proof: {
@@ -107,13 +93,6 @@ const PROBLEMS = {
     title: 'Forbidden origin',
     detail: 'Cookie-authenticated requests that change state must come from an allowed Origin.',
   },
-  // After the password check, never before: only someone who knows the password learns that the
-  // account exists and is unverified.
-  email_unverified: {
-    status: 403,
-    title: 'Email not verified',
-    detail: 'Verify your email address first: follow the link in the message sent to it.',
-  },
   email_already_verified: { status: 409, title: 'Email already verified', detail: 'This email address is already verified.' },
   // One answer for a link that is unknown, used, expired, meant for another flow or made useless
   // by a password change: which of them it was would help nobody but someone probing links.
@@ -128,26 +107,8 @@ const PROBLEMS = {
     detail: 'This verification link is invalid, expired or already used. Ask for a new one.',
   },
   not_found: { status: 404, title: 'Not found', detail: 'No such resource.' },
-  temporarily_unavailable: {
-    status: 503,
-    title: 'Temporarily unavailable',
-    detail: 'The service is briefly unavailable. Nothing was changed; retry the same request after Retry-After.',
-  },
   internal_error: { status: 500, title: 'Internal error', detail: 'An unexpected error occurred.' },
 } as const satisfies Record<ErrorCode, ProblemSpec>;
-
-/** Codes that mean "the presented access token is at fault" (RFC 6750 §3.1 `invalid_token`). */
-const TOKEN_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'invalid_token',
-  'token_expired',
-  'session_inactive',
-  'session_revoked',
-  'session_expired',
-  'token_reused',
-]);
-
-/** The authentication scheme a challenge names (RFC 6750 `Bearer`, RFC 9449 `DPoP`). */
-export type ChallengeScheme = 'Bearer' | 'DPoP';
 
 export interface ApiErrorOptions {
   /** Replaces the fixed detail; only for `invalid_request`, where it names the faulty field. */
@@ -188,40 +149,22 @@ export class ApiError extends Error {
   }
 }
 
-/**
- * The `WWW-Authenticate` challenge for an error, if it has one: RFC 6750 §3 for Bearer, RFC 9449
- * §7.1 for DPoP (which also lists the proof algorithms accepted). No credentials at all gets the
- * bare scheme, without an error attribute (RFC 6750 §3.1).
- */
+/** The `WWW-Authenticate` challenge for an error, if it has one: the admin realm, or the token challenge. */
 function challengeOf(error: ApiError): string | undefined {
   if (error.code === 'unauthorized') return 'Bearer realm="latchkey-admin"';
-  if (error.code === 'invalid_dpop_proof') {
-    return error.tokenRequest ? undefined : `DPoP error="invalid_dpop_proof", ${DPOP_ALGS_PARAMETER}`;
-  }
-  const dpop = error.scheme === 'DPoP';
-  if (error.code === 'missing_token') return dpop ? `DPoP ${DPOP_ALGS_PARAMETER}` : 'Bearer';
-  if (!TOKEN_FAULTS.has(error.code)) return undefined;
-  const challenge = `${error.scheme} error="invalid_token", error_description="${error.code}"`;
-  return dpop ? `${challenge}, ${DPOP_ALGS_PARAMETER}` : challenge;
+  return tokenChallenge(error.code, error.scheme, error.tokenRequest);
 }
 
 /** Renders an error as an RFC 9457 problem document with its authentication challenge where due. */
 export function problemResponse(error: ApiError): Response {
-  const spec = PROBLEMS[error.code];
-  const headers = new Headers({ 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
-  const challenge = challengeOf(error);
-  if (challenge !== undefined) headers.set('www-authenticate', challenge);
-  if (error.retryAfterSeconds !== undefined) {
-    headers.set('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds))));
-  }
-  const body = {
-    type: `urn:latchkey:problem:${error.code}`,
-    title: spec.title,
-    status: error.status,
+  return renderProblem({
     code: error.code,
+    status: error.status,
+    title: PROBLEMS[error.code].title,
     detail: error.detail,
-  };
-  return new Response(JSON.stringify(body), { status: error.status, headers });
+    challenge: challengeOf(error),
+    retryAfterSeconds: error.retryAfterSeconds,
+  });
 }
 
 /** Raised by the storage layer when D1 fails; answered as 503 `temporarily_unavailable`. */

@@ -7,7 +7,7 @@ import { createExecutionContext, waitOnExecutionContext } from 'cloudflare:test'
 import { env } from 'cloudflare:workers';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { makeProof, type ProofSigner } from '../client/src/proof';
+import { makeProof, type ProofSigner } from '../packages/client/src/proof';
 import { app } from '../src/app';
 import { now, testClock } from '../src/clock';
 import { direct } from './direct';

@@ -12,12 +12,12 @@ import * as oauth from 'oauth4webapi';
 import { describe, expect, it } from 'vitest';
 import { now } from '../src/clock';
 import { configFrom } from '../src/config';
-import { checkPossession, readProofHeader } from '../src/dpop/possession';
+import { checkPossession, readProofHeader } from '../packages/verify/src/dpop/possession';
 import { authorizationCredential } from '../src/http/credentials';
 import { accessTokenClaims } from '../src/tokens/claims';
 import { keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
-import { verifyAccessToken } from '../src/tokens/verify';
+import { verifyAccessToken } from '../packages/verify/src/tokens/verify';
 import { direct } from './direct';
 
 const config = configFrom(env);

@@ -11,7 +11,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import wranglerToml from '../wrangler.toml?raw';
-import { LOGIN_RETRY, sendWithPoliteRetry } from '../client/src/retry';
+import { LOGIN_RETRY, sendWithPoliteRetry } from '../packages/client/src/retry';
 import { app } from '../src/app';
 import { testClock } from '../src/clock';
 import { ADDRESS_RATE_LIMIT_PERIOD_SECONDS } from '../src/http/rate-limit';

@@ -5,7 +5,7 @@
 import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { RENEW_TIMEOUT_MS } from '../client/src/timing';
+import { RENEW_TIMEOUT_MS } from '../packages/client/src/timing';
 import { testClock } from '../src/clock';
 import { parseConfig } from '../src/config';
 import worker from '../src/index';

@@ -8,7 +8,7 @@ import {
   type PasskeyInfo,
   passkeyAutofillSupported,
   passkeysSupported,
-} from '../src/index.js';
+} from '@latchkey/client';
 
 const MODE_KEY = 'latchkey-demo:mode';
 

@@ -1,5 +1,5 @@
 import { ApiError } from '../errors';
-import { readCappedBody } from './capped-body';
+import { readCappedBody } from '../../packages/verify/src/http/capped-body';
 
 /** API.md: bodies over 16 KiB are refused. */
 export const MAX_BODY_BYTES = 16 * 1024;

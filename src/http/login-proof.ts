@@ -1,5 +1,5 @@
 import { now } from '../clock';
-import { checkTokenRequestProof, readProofHeader } from '../dpop/possession';
+import { checkTokenRequestProof, readProofHeader } from '../../packages/verify/src/dpop/possession';
 import { ApiError } from '../errors';
 import type { ProofOfPossession } from '../user-authority/results';
 import { type AppContext, configOf } from './context';

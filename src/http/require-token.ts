@@ -1,12 +1,12 @@
 import type { MiddlewareHandler } from 'hono';
 import { now } from '../clock';
-import { checkPossession, readProofHeader } from '../dpop/possession';
-import { MemoryReplayCache } from '../dpop/replay';
+import { checkPossession, readProofHeader } from '../../packages/verify/src/dpop/possession';
+import { MemoryReplayCache } from '../../packages/verify/src/dpop/replay';
 import { ApiError } from '../errors';
 import { readSessionLiveness } from '../storage/liveness';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { verifyAccessTokenCached } from '../tokens/verified-cache';
-import { verifyAccessToken } from '../tokens/verify';
+import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import type { ProofOfPossession } from '../user-authority/results';
 import { type AppContext, type AppEnv, authorityOf, configOf, keyringOf, storeOf } from './context';
 import { presentedToken } from './presented-token';

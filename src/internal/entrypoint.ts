@@ -6,12 +6,12 @@ import { StorageUnavailableError } from '../errors';
 import { readSessionLiveness } from '../storage/liveness';
 import { Store } from '../storage/store';
 import { keyringFor } from '../tokens/keys';
-import { verifyAccessToken } from '../tokens/verify';
-import type { SessionStatus } from '../verify/session-status';
+import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
+import type { SessionStatus } from '../../packages/verify/src/session-status';
 
 /**
  * Latchkey's entrypoint for other Workers of the same account, through a service binding with
- * `entrypoint = "LatchkeyInternal"` (used by `latchkey/verify`'s `binding` key source).
+ * `entrypoint = "LatchkeyInternal"` (used by `@latchkey/verify`'s `binding` key source).
  *
  * Not reachable from the internet: only the default export answers HTTP requests to the Worker's
  * routes; a named entrypoint is reachable only through a binding that another Worker of this

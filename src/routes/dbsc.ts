@@ -15,7 +15,7 @@ import { dbscSessionIdentifier, parseDbscSessionIdentifier } from '../dbsc/sessi
 import { ApiError, problemResponse } from '../errors';
 import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, keyringOf } from '../http/context';
 import { type EndedCode, setEndedCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
-import { verifyAccessToken } from '../tokens/verify';
+import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import type { TokenGrant } from '../user-authority/results';
 
 /**

@@ -1,14 +1,17 @@
-import { type CryptoKey, type JWK, importJWK } from 'jose';
+import { type CryptoKey, importJWK, type JWK } from 'jose';
+import {
+  importVerificationKey,
+  InvalidKeyError,
+  keyMember,
+  type PublicKeyEntry,
+  readPublicKey,
+  type VerificationKey,
+} from '../../packages/verify/src/tokens/keys';
 import { ConfigError } from '../errors';
 
-/** Algorithms latchkey signs with and accepts. Asymmetric only: verifiers never hold a secret. */
-export type SigningAlgorithm = 'EdDSA' | 'ES256';
-
-export interface VerificationKey {
-  kid: string;
-  alg: SigningAlgorithm;
-  key: CryptoKey;
-}
+// Reading and importing public keys is what every verifier does (packages/verify); the private
+// keys, signing and the keyring are latchkey's.
+export type { PublicKeyEntry, SigningAlgorithm, VerificationKey } from '../../packages/verify/src/tokens/keys';
 
 export interface Keyring {
   /** The first key of SIGNING_KEYS: the only one that signs. */
@@ -22,56 +25,6 @@ export interface Keyring {
 /** A key as parsed from SIGNING_KEYS, before import. */
 interface ParsedKey extends PublicKeyEntry {
   privateJwk: JWK;
-}
-
-function algorithmOf(jwk: Record<string, unknown>, label: string): SigningAlgorithm {
-  if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519' && (jwk.alg === undefined || jwk.alg === 'EdDSA' || jwk.alg === 'Ed25519')) {
-    return 'EdDSA';
-  }
-  if (jwk.kty === 'EC' && jwk.crv === 'P-256' && (jwk.alg === undefined || jwk.alg === 'ES256')) return 'ES256';
-  throw new ConfigError(`${label} must be an Ed25519 (OKP) or P-256 (EC) JWK`);
-}
-
-function member(jwk: Record<string, unknown>, name: string, label: string): string {
-  const value = jwk[name];
-  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]+$/.test(value)) {
-    throw new ConfigError(`${label} lacks a base64url "${name}"`);
-  }
-  return value;
-}
-
-/** The public half of a JWK, its `kid` and algorithm, as read from SIGNING_KEYS or a JWKS. */
-export interface PublicKeyEntry {
-  kid: string;
-  alg: SigningAlgorithm;
-  /** Public members only, with `kid`, `alg` and `use: "sig"`: what a JWKS publishes. */
-  publicJwk: JWK;
-}
-
-/**
- * Reads the `kid`, the algorithm and the public members of one JWK, throwing `ConfigError`
- * (naming the key by `label`) if it is not a usable Ed25519 or P-256 key. The public half is
- * rebuilt from an allow-list of members rather than by deleting private ones, so no private
- * member (`d`, or anything a future key type adds) can ever reach a JWKS.
- */
-export function readPublicKey(raw: unknown, label: string): PublicKeyEntry {
-  if (typeof raw !== 'object' || raw === null) throw new ConfigError(`${label} is not an object`);
-  const jwk = raw as Record<string, unknown>;
-  const alg = algorithmOf(jwk, label);
-  const kid = jwk.kid;
-  if (typeof kid !== 'string' || kid === '' || kid.length > 128) {
-    throw new ConfigError(`${label} needs a "kid" of 1 to 128 characters`);
-  }
-  const publicJwk: JWK =
-    alg === 'EdDSA'
-      ? { kty: 'OKP', crv: 'Ed25519', x: member(jwk, 'x', label) }
-      : { kty: 'EC', crv: 'P-256', x: member(jwk, 'x', label), y: member(jwk, 'y', label) };
-  return { kid, alg, publicJwk: { ...publicJwk, kid, alg, use: 'sig' } };
-}
-
-/** Imports a public key for verification. */
-export async function importVerificationKey({ kid, alg, publicJwk }: PublicKeyEntry): Promise<VerificationKey> {
-  return { kid, alg, key: (await importJWK(publicJwk, alg)) as CryptoKey };
 }
 
 /** Parses the private JWK set synchronously, so a malformed secret fails at start-up. */
@@ -89,13 +42,23 @@ export function parseSigningKeys(json: string): ParsedKey[] {
   const seen = new Set<string>();
   return keys.map((raw: unknown, index) => {
     const label = `SIGNING_KEYS key ${index}`;
-    const entry = readPublicKey(raw, label);
+    const entry = asConfigError(() => readPublicKey(raw, label));
     if (seen.has(entry.kid)) throw new ConfigError(`SIGNING_KEYS has two keys with kid ${JSON.stringify(entry.kid)}`);
     seen.add(entry.kid);
-    const d = member(raw as Record<string, unknown>, 'd', label);
+    const d = asConfigError(() => keyMember(raw as Record<string, unknown>, 'd', label));
     const { kid: _kid, alg: _alg, use: _use, ...keyMembers } = entry.publicJwk;
     return { ...entry, privateJwk: { ...keyMembers, d } };
   });
+}
+
+/** A bad key in SIGNING_KEYS is a configuration error, reported at start-up as one. */
+function asConfigError<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof InvalidKeyError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 async function importKeyring(json: string): Promise<Keyring> {

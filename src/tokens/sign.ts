@@ -1,6 +1,6 @@
 import { base64url, SignJWT } from 'jose';
 import { ACCESS_TOKEN_TYP, type AccessTokenClaims } from './claims';
-import { toLowS } from './ecdsa';
+import { toLowS } from '../../packages/verify/src/tokens/ecdsa';
 import type { Keyring } from './keys';
 
 /**

@@ -1,6 +1,6 @@
 import type { AccessTokenClaims } from './claims';
 import type { Keyring } from './keys';
-import { isExpired, judgeExpiry, type VerifyExpectations, type VerifyResult, verifyAccessToken } from './verify';
+import { isExpired, judgeExpiry, type VerifyExpectations, type VerifyResult, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 
 /**
  * How many verified tokens one isolate remembers. An entry is a token (ours are about 400 bytes)

@@ -1,14 +1,14 @@
 /**
  * Security: every DPoP proof in dpop-proofs.json, by name. Each refused case must be refused for
  * the reason it names, and each accepted case accepted: first by the proof check itself
- * (src/dpop/, with a replay store as its callers keep one), then through `latchkey/verify` as a
+ * (packages/verify/src/dpop/, with a replay store as its callers keep one), then through `@latchkey/verify` as a
  * resource server runs it, where every refusal must be a 401 with a DPoP challenge.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createVerifier, failureResponse, type LatchkeyVerifier } from 'latchkey/verify';
+import { createVerifier, failureResponse, type LatchkeyVerifier } from '@latchkey/verify';
 import { testClock } from '../../src/clock';
-import { checkPossession, readProofHeader } from '../../src/dpop/possession';
-import { MemoryReplayCache } from '../../src/dpop/replay';
+import { checkPossession, readProofHeader } from '../../packages/verify/src/dpop/possession';
+import { MemoryReplayCache } from '../../packages/verify/src/dpop/replay';
 import { AUDIENCE, ISSUER, makeKey, sign, type TestKey } from '../verify/fixtures';
 import { makeProofKeys, materialize, type ProofCase, proofCorpus, type ProofKeys, type ProofTokens, requestOf } from './dpop-recipes';
 
@@ -42,7 +42,7 @@ afterEach(() => {
   testClock.reset();
 });
 
-/** The proof check as latchkey's routes and `latchkey/verify` run it: possession, then the replay store. */
+/** The proof check as latchkey's routes and `@latchkey/verify` run it: possession, then the replay store. */
 async function judge(request: Request, materialized: Awaited<ReturnType<typeof materialize>>, replay: MemoryReplayCache) {
   const possession = await checkPossession({
     presentedAs: materialized.presentedAs,
@@ -91,8 +91,8 @@ describe('Security: DPoP proofs (dpop-proofs.json)', () => {
     });
   });
 
-  describe('through latchkey/verify, as a resource server runs it', () => {
-    // latchkey/verify reads the Authorization header; cookie mode is latchkey's own.
+  describe('through @latchkey/verify, as a resource server runs it', () => {
+    // @latchkey/verify reads the Authorization header; cookie mode is latchkey's own.
     const headerCases = (cases: ProofCase[]) => cases.filter((c) => c.authorization !== 'cookie');
 
     it.each(headerCases(proofCorpus.refused))('refuses $name', async (testCase) => {

@@ -9,7 +9,7 @@
  */
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { generateProof } from 'dpop';
-import { accessTokenHash } from '../../src/dpop/proof';
+import { accessTokenHash } from '../../packages/verify/src/dpop/proof';
 import proofsText from './dpop-proofs.json?raw';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

@@ -21,7 +21,7 @@ import {
   serverOffsetOf,
   // @ts-expect-error: a plain ES module without types, run by Node as it is.
 } from '../../examples/cli-client/session-files.mjs';
-import { verifyDpopProof } from '../../src/dpop/proof';
+import { verifyDpopProof } from '../../packages/verify/src/dpop/proof';
 // @ts-expect-error: a plain ES module without types, shared with the browser tests.
 import { PORTS, startLatchkey } from '../../e2e/harness.mjs';
 

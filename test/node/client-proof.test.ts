@@ -5,9 +5,9 @@
  */
 import { calculateJwkThumbprint } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { makeProof, type ProofSigner } from '../../client/src/proof';
-import { ServerClock } from '../../client/src/server-clock';
-import { verifyDpopProof } from '../../src/dpop/proof';
+import { makeProof, type ProofSigner } from '../../packages/client/src/proof';
+import { ServerClock } from '../../packages/client/src/server-clock';
+import { verifyDpopProof } from '../../packages/verify/src/dpop/proof';
 
 async function signer(): Promise<ProofSigner> {
   const pair = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;

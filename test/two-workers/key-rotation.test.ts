@@ -5,7 +5,7 @@
  * resource server's verifier follows whichever deployment is current.
  */
 import { describe, expect, it } from 'vitest';
-import { createVerifier } from 'latchkey/verify';
+import { createVerifier } from '@latchkey/verify';
 import { testClock } from '../../src/clock';
 import { expectProblem, kidOf, renewAt, send, signIn, workers } from './workers';
 

@@ -80,6 +80,7 @@ function publicJwks(set: JwkSet): string {
 }
 
 export default defineProject({
+  resolve: { tsconfigPaths: true },
   plugins: [
     cloudflareTest(async () => {
       mkdirSync(work, { recursive: true });

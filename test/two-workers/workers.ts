@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers';
 import { expect } from 'vitest';
-import type { SessionStatus } from '../../src/verify/session-status';
+import type { SessionStatus } from '../../packages/verify/src/session-status';
 
 /** The runner's bindings (test/two-workers/vitest.config.ts). */
 export interface TwoWorkers {

@@ -7,10 +7,10 @@ import { generateProof, generateKeyPair as generateProofKey } from 'dpop';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testClock } from '../../src/clock';
-import { comparableHtu } from '../../src/dpop/htu';
-import { checkTokenRequestProof, readProofHeader } from '../../src/dpop/possession';
-import { PROOF_MAX_AGE_SECONDS } from '../../src/dpop/proof';
-import { MemoryReplayCache } from '../../src/dpop/replay';
+import { comparableHtu } from '../../packages/verify/src/dpop/htu';
+import { checkTokenRequestProof, readProofHeader } from '../../packages/verify/src/dpop/possession';
+import { PROOF_MAX_AGE_SECONDS } from '../../packages/verify/src/dpop/proof';
+import { MemoryReplayCache } from '../../packages/verify/src/dpop/replay';
 import { ApiError, problemResponse } from '../../src/errors';
 import { authorizationCredential, bearerToken } from '../../src/http/credentials';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retryAfterMs, sendWithPoliteRetry } from '../../client/src/retry';
+import { retryAfterMs, sendWithPoliteRetry } from '../../packages/client/src/retry';
 
 function answer(status: number, retryAfter?: string): Response {
   return new Response(null, { status, headers: retryAfter === undefined ? {} : { 'retry-after': retryAfter } });

@@ -9,7 +9,7 @@ import type { AccessTokenClaims } from '../../src/tokens/claims';
 import { type Keyring, keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
 import { VerifiedTokenCache } from '../../src/tokens/verified-cache';
-import { type VerifyExpectations, verifyAccessToken } from '../../src/tokens/verify';
+import { type VerifyExpectations, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import { call, expectProblem, signedInUser } from '../helpers';
 
 const ISSUER = 'https://issuer.test';

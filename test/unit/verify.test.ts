@@ -6,10 +6,10 @@
 import { base64url, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { type AccessTokenClaims, accessTokenClaims } from '../../src/tokens/claims';
-import { isLowS, toLowS } from '../../src/tokens/ecdsa';
+import { isLowS, toLowS } from '../../packages/verify/src/tokens/ecdsa';
 import { type Keyring, keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
-import { verifyAccessToken } from '../../src/tokens/verify';
+import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 
 const NOW_MS = 1_900_000_000_000;
 const expect_ = { issuer: 'https://issuer.test', audience: 'verify-test', nowMs: NOW_MS, allowExpired: false };

@@ -1,5 +1,5 @@
 /**
- * Keys, tokens and a scripted JWKS endpoint for testing `latchkey/verify` without latchkey
+ * Keys, tokens and a scripted JWKS endpoint for testing `@latchkey/verify` without latchkey
  * itself. Runtime-neutral: these tests run in workerd and in Node.
  */
 import { base64url, type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';

@@ -1,5 +1,5 @@
 /**
- * `latchkey/verify` on its own: key sources, JWKS caching and its limits, strict checks, the
+ * `@latchkey/verify` on its own: key sources, JWKS caching and its limits, strict checks, the
  * middleware. Runs twice, in workerd (the `latchkey` project) and in Node (the `node` project).
  */
 import { Hono } from 'hono';
@@ -11,7 +11,7 @@ import {
   type LatchkeyVariables,
   latchkeyAuth,
   type SessionStatus,
-} from 'latchkey/verify';
+} from '@latchkey/verify';
 import { testClock } from '../../src/clock';
 import { AUDIENCE, ISSUER, JWKS_URL, makeKey, makeProofKey, proofFor, ScriptedJwks, sign, type TestKey } from './fixtures';
 

@@ -1,7 +1,7 @@
 /**
  * An API of its own that accepts latchkey's access tokens: the pattern for any Worker that sits
  * next to latchkey. It never signs anything and holds no secret; it checks tokens with
- * `latchkey/verify` against one of three key sources (wrangler.toml says which is chosen).
+ * `@latchkey/verify` against one of three key sources (wrangler.toml says which is chosen).
  *
  * Tokens bound to a client's key (DPoP, RFC 9449) are accepted on every route only as
  * `Authorization: DPoP` with a `DPoP` proof of that key; `POST /notes` takes nothing else.
@@ -14,7 +14,7 @@ import {
   type LatchkeyBinding,
   type LatchkeyVariables,
   latchkeyAuth,
-} from 'latchkey/verify';
+} from '@latchkey/verify';
 
 function keySource(): { name: 'binding' | 'inline' | 'jwks'; keys: KeySource } {
   // A binding that is not configured is absent at run time, whatever the generated type says.

@@ -1,11 +1,11 @@
-import type { ErrorCode } from '../errors';
+import type { TokenProblemCode } from './problems.js';
 
 /**
  * Why a token is not accepted by a strict check. The same codes latchkey's own strict routes
  * answer (API.md), so a resource server's problem documents read exactly like latchkey's.
  */
 export type SessionFault = Extract<
-  ErrorCode,
+  TokenProblemCode,
   | 'invalid_token'
   | 'token_expired'
   | 'session_revoked'

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import type { AccessTokenClaims } from '../tokens/claims';
-import { dpopPolicyOf, failureResponse, type LatchkeyVerifier, type VerifyOptions } from './verifier';
+import type { AccessTokenClaims } from './tokens/claims.js';
+import { dpopPolicyOf, failureResponse, type LatchkeyVerifier, type VerifyOptions } from './verifier.js';
 
 /** What `latchkeyAuth` sets on the context: `c.get('latchkey')` is the verified token's claims. */
 export interface LatchkeyVariables {

@@ -1,13 +1,13 @@
-import { now } from '../clock';
-import { checkPossession, readProofHeader } from '../dpop/possession';
-import { type DpopReplayStore, MemoryReplayCache } from '../dpop/replay';
-import { ApiError, problemResponse } from '../errors';
-import { type AuthorizationCredential, authorizationCredential } from '../http/credentials';
-import type { AccessTokenClaims } from '../tokens/claims';
-import { verifyAccessToken } from '../tokens/verify';
-import type { JwkSet } from './jwks';
-import { InlineKeySet, type KeySet, KeysUnavailableError, RemoteKeySet } from './key-sets';
-import { SESSION_FAULTS, type SessionFault, type SessionStatus } from './session-status';
+import { now } from './clock.js';
+import { checkPossession, readProofHeader } from './dpop/possession.js';
+import { type DpopReplayStore, MemoryReplayCache } from './dpop/replay.js';
+import { type AuthorizationCredential, authorizationCredential } from './http/credentials.js';
+import type { AccessTokenClaims } from './tokens/claims.js';
+import { verifyAccessToken } from './tokens/verify.js';
+import type { JwkSet } from './jwks.js';
+import { InlineKeySet, type KeySet, KeysUnavailableError, RemoteKeySet } from './key-sets.js';
+import { renderProblem, TOKEN_PROBLEMS, tokenChallenge } from './problems.js';
+import { SESSION_FAULTS, type SessionFault, type SessionStatus } from './session-status.js';
 
 /**
  * A service binding to the latchkey Worker's `LatchkeyInternal` entrypoint (`entrypoint =
@@ -265,10 +265,10 @@ class Verifier implements LatchkeyVerifier {
  * checked here, so a mistake fails at start-up, not on the first request. Build it once (at module
  * level): it caches the keys it fetches.
  *
- * The checks are latchkey's own (src/tokens/verify.ts): signature by the key the `kid` names, with
- * that key's algorithm; `typ` `at+jwt`; no key-bearing header; `iss`, `aud`, every claim; `exp`
- * with a 5-second leeway; and for a token bound to a key, the DPoP proof of that key
- * (src/dpop/), each proof accepted once.
+ * The checks are latchkey's own, the very code its routes run (tokens/verify.ts): signature by the
+ * key the `kid` names, with that key's algorithm; `typ` `at+jwt`; no key-bearing header; `iss`,
+ * `aud`, every claim; `exp` with a 5-second leeway; and for a token bound to a key, the DPoP proof
+ * of that key (dpop/), each proof accepted once.
  */
 export function createVerifier(options: VerifierOptions): LatchkeyVerifier {
   return new Verifier(options);
@@ -279,10 +279,13 @@ export function createVerifier(options: VerifierOptions): LatchkeyVerifier {
  * for services that do not use the Hono middleware.
  */
 export function failureResponse(outcome: { code: VerifyFailure; retryAfterSeconds?: number; scheme?: 'DPoP' }): Response {
-  return problemResponse(
-    new ApiError(outcome.code, {
-      ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
-      ...(outcome.scheme === undefined ? {} : { scheme: outcome.scheme }),
-    }),
-  );
+  const { status, title, detail } = TOKEN_PROBLEMS[outcome.code];
+  return renderProblem({
+    code: outcome.code,
+    status,
+    title,
+    detail,
+    challenge: tokenChallenge(outcome.code, outcome.scheme ?? 'Bearer'),
+    retryAfterSeconds: outcome.retryAfterSeconds,
+  });
 }

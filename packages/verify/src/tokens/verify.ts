@@ -1,6 +1,6 @@
-import { ACCESS_TOKEN_TYP, type AccessTokenClaims, CLIENT_ID_PATTERN } from './claims';
-import { isLowS } from './ecdsa';
-import type { Keyring, VerificationKey } from './keys';
+import { ACCESS_TOKEN_TYP, type AccessTokenClaims, CLIENT_ID_PATTERN } from './claims.js';
+import { isLowS } from './ecdsa.js';
+import type { SigningAlgorithm, VerificationKey } from './keys.js';
 
 /** Leeway on `exp`, and on an `iat` in the future (API.md: at most 5 seconds). */
 export const CLOCK_LEEWAY_SECONDS = 5;
@@ -43,11 +43,13 @@ export interface VerifyExpectations {
 }
 
 /**
- * Where the key a token names comes from: latchkey's own keyring, or a lookup by `kid` (a
- * verifier elsewhere, whose keys come from a fetched JWKS). Asked only once the token's shape
- * and header have passed, so malformed input never reaches it.
+ * Where the key a token names comes from: latchkey's own keyring (its `verifiers` by `kid`), or a
+ * lookup by `kid` (a verifier elsewhere, whose keys come from a fetched JWKS). Asked only once the
+ * token's shape and header have passed, so malformed input never reaches it.
  */
-export type VerificationKeys = Pick<Keyring, 'verifiers'> | ((kid: string) => Promise<VerificationKey | undefined>);
+export type VerificationKeys =
+  | { verifiers: ReadonlyMap<string, VerificationKey> }
+  | ((kid: string) => Promise<VerificationKey | undefined>);
 
 export type VerifyResult =
   | { ok: true; claims: AccessTokenClaims }
@@ -63,14 +65,14 @@ const INVALID = { ok: false, reason: 'invalid' } as const;
 const SIGNATURE_PARAMETERS = {
   EdDSA: { name: 'Ed25519' },
   ES256: { name: 'ECDSA', hash: 'SHA-256' },
-} as const satisfies Record<Keyring['signer']['alg'], SubtleCryptoSignAlgorithm>;
+} as const satisfies Record<SigningAlgorithm, { name: string; hash?: string }>;
 
 // Shared: one decoder per isolate, not one per call. `fatal`: bytes that are not UTF-8 are refused.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 const ascii = new TextEncoder();
 
 /** base64url without padding, as JWS uses it; undefined if it does not decode. */
-function base64urlBytes(segment: string): Uint8Array | undefined {
+function base64urlBytes(segment: string): Uint8Array<ArrayBuffer> | undefined {
   let binary: string;
   try {
     binary = atob(segment.replace(/-/g, '+').replace(/_/g, '/'));

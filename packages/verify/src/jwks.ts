@@ -1,5 +1,4 @@
-import { ConfigError } from '../errors';
-import { importVerificationKey, type PublicKeyEntry, readPublicKey, type VerificationKey } from '../tokens/keys';
+import { importVerificationKey, InvalidKeyError, type PublicKeyEntry, readPublicKey, type VerificationKey } from './tokens/keys.js';
 
 /** A JWK set as published at /.well-known/jwks.json. */
 export interface JwkSet {
@@ -29,7 +28,7 @@ export function readPublicJwks(document: unknown): PublicKeyEntry[] {
       const entry = readPublicKey(raw, `JWKS key ${index}`);
       if (!entries.has(entry.kid)) entries.set(entry.kid, entry);
     } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
+      if (!(error instanceof InvalidKeyError)) throw error;
     }
   }
   return [...entries.values()];

@@ -1,4 +1,4 @@
-import { now } from '../clock';
+import { now } from '../clock.js';
 
 /**
  * Where the `jti`s of accepted DPoP proofs are remembered, so that each proof is accepted once

@@ -1,5 +1,5 @@
-import type { TokenScheme } from '../http/credentials';
-import { type ProofFailure, type VerifiedProof, verifyDpopProof } from './proof';
+import type { TokenScheme } from '../http/credentials.js';
+import { type ProofFailure, type VerifiedProof, verifyDpopProof } from './proof.js';
 
 /** The `DPoP` request header as sent: absent, one proof, or more than one. */
 export type ProofHeader = { kind: 'absent' } | { kind: 'one'; proof: string } | { kind: 'several' };

@@ -1,6 +1,6 @@
 import { base64url, type CryptoKey, calculateJwkThumbprint, decodeProtectedHeader, errors, importJWK, type JWK, jwtVerify } from 'jose';
-import { DPOP_ALGORITHMS, type DpopAlgorithm } from './algorithms';
-import { comparableHtu } from './htu';
+import { DPOP_ALGORITHMS, type DpopAlgorithm } from './algorithms.js';
+import { comparableHtu } from './htu.js';
 
 /**
  * How old a proof may be, by the server's clock (RFC 9449 §4.3 check 11, §11.1). A proof is made

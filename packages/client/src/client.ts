@@ -1,12 +1,12 @@
 import { type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, startRegistration } from '@simplewebauthn/browser';
-import { RENEW_TIMEOUT_MS } from './timing';
-import { failure, readProblem } from './errors';
-import { assertPasskey, type PasskeyInfo, type PasskeyLoginOptions } from './passkeys';
-import { sendWithPoliteRetry } from './retry';
-import { makeProof } from './proof';
-import { ProofKeys } from './proof-key';
-import { ServerClock } from './server-clock';
-import { type SharedState, type TabMessage, Tabs } from './tabs';
+import { RENEW_TIMEOUT_MS } from './timing.js';
+import { failure, readProblem } from './errors.js';
+import { assertPasskey, type PasskeyInfo, type PasskeyLoginOptions } from './passkeys.js';
+import { sendWithPoliteRetry } from './retry.js';
+import { makeProof } from './proof.js';
+import { ProofKeys } from './proof-key.js';
+import { ServerClock } from './server-clock.js';
+import { type SharedState, type TabMessage, Tabs } from './tabs.js';
 
 /**
  * How the browser holds the access token.

@@ -10,7 +10,7 @@
  * cannot take the key away.
  */
 
-import type { ProofSigner } from './proof';
+import type { ProofSigner } from './proof.js';
 
 const DATABASE = 'latchkey';
 const STORE = 'dpop-keys';

@@ -1,7 +1,7 @@
-import { now } from '../clock';
-import { readCappedBody } from '../http/capped-body';
-import type { PublicKeyEntry, VerificationKey } from '../tokens/keys';
-import { importPublicKeys, readPublicJwks } from './jwks';
+import { now } from './clock.js';
+import { readCappedBody } from './http/capped-body.js';
+import type { PublicKeyEntry, VerificationKey } from './tokens/keys.js';
+import { importPublicKeys, readPublicJwks } from './jwks.js';
 
 /** Where a verifier finds the key a token's `kid` names. */
 export interface KeySet {

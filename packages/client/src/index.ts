@@ -21,11 +21,11 @@ export {
   type SessionInfo,
   type SignedOutReason,
   type User,
-} from './client';
-export { LatchkeyError, type Problem } from './errors';
+} from './client.js';
+export { LatchkeyError, type Problem } from './errors.js';
 export {
   type PasskeyInfo,
   type PasskeyLoginOptions,
   passkeyAutofillSupported,
   passkeysSupported,
-} from './passkeys';
+} from './passkeys.js';

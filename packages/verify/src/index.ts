@@ -1,0 +1,21 @@
+/**
+ * `@latchkey/verify`: verifying latchkey access tokens in another Worker or a Node service.
+ * See docs/VERIFYING.md.
+ */
+export { DEFAULT_REPLAY_CACHE_CAPACITY, type DpopReplayStore, MemoryReplayCache } from './dpop/replay.js';
+export type { AccessTokenClaims } from './tokens/claims.js';
+export type { JwkSet } from './jwks.js';
+export { type LatchkeyVariables, latchkeyAuth } from './middleware.js';
+export type { SessionFault, SessionStatus } from './session-status.js';
+export {
+  createVerifier,
+  type DpopPolicy,
+  failureResponse,
+  type KeySource,
+  type LatchkeyBinding,
+  type LatchkeyVerifier,
+  type VerifierOptions,
+  type VerifyFailure,
+  type VerifyOptions,
+  type VerifyOutcome,
+} from './verifier.js';
