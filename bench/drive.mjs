@@ -1,5 +1,6 @@
 // The load generator, a process of its own (forked by bench/run.mjs, driven over IPC), so its CPU
-// is not the Worker's. It keeps, across runs, the newest token of every session it renews.
+// is not the Worker's. It keeps, across runs, the newest token of every session it renews and its
+// place in every cycle of tokens.
 import autocannon from 'autocannon';
 import { request } from './http.mjs';
 import { cpuMs } from './proc.mjs';
@@ -12,9 +13,17 @@ const renewable = {};
 const json = { 'content-type': 'application/json' };
 const bearer = (token) => ({ authorization: `Bearer ${token}` });
 
-function cyclic(items) {
-  let next = 0;
-  return () => items[next++ % items.length];
+/** Where each scenario is in its cycle, kept across runs: a run starts where the one before stopped. */
+const cursors = {};
+
+/**
+ * The items in a cycle that never restarts: a scenario's runs together walk through all of them
+ * before any comes back. (Restarting at 0 for every run, as this once did, served every run of
+ * fewer requests than the verified-token cache holds from the cache.)
+ */
+function cyclic(scenarioName, items) {
+  cursors[scenarioName] ??= 0;
+  return () => items[cursors[scenarioName]++ % items.length];
 }
 
 /**
@@ -22,14 +31,14 @@ function cyclic(items) {
  * taken from the queue when its request is built and put back with the token of the answer. An
  * answer that is not 200 takes its session out of play (it would only produce more errors).
  */
-function renewalScenario(setName, stats) {
+function renewalScenario(setName, stats, path = '/auth/renew') {
   const queue = renewable[setName];
   const inFlight = new Set();
   return {
     inFlight,
     request: {
       method: 'POST',
-      path: '/auth/renew',
+      path,
       setupRequest(request, context) {
         const session = queue.shift();
         if (!session) throw new Error(`no idle session left in ${setName}: more connections than sessions`);
@@ -56,9 +65,9 @@ function renewalScenario(setName, stats) {
  * may not have renewed them. Renewing with the token we hold, within REUSE_GRACE, settles it either
  * way (rule 5 if it had not, rule 6's grace if it had) and we hold the newest token again.
  */
-async function settle(setName, inFlight, stats) {
+async function settle(setName, inFlight, stats, path = '/auth/renew') {
   for (const session of inFlight) {
-    const { status, text: body } = await request(`${url}/auth/renew`, { method: 'POST', headers: bearer(session.token) });
+    const { status, text: body } = await request(`${url}${path}`, { method: 'POST', headers: bearer(session.token) });
     if (status === 200) {
       session.token = JSON.parse(body).access_token;
       renewable[setName].push(session);
@@ -75,7 +84,7 @@ function scenario(name, stats) {
     case 'me-reuse':
     case 'account-reuse': {
       // Each connection is one client presenting its own token, as real clients do.
-      const nextToken = cyclic(sets.reuse);
+      const nextToken = cyclic(name, sets.reuse);
       const path = name === 'me-reuse' ? '/api/me' : '/api/account';
       return {
         requests: [{ method: 'GET', path }],
@@ -84,37 +93,47 @@ function scenario(name, stats) {
     }
     case 'me-distinct':
     case 'signature-distinct': {
-      // More tokens than the cache holds, in a cycle: every request is a token not seen recently.
-      const nextToken = cyclic(sets.distinct);
+      // More than twice as many tokens as the verified-token cache holds, in one cycle across all
+      // runs: a token comes back only after all the others, long after the cache dropped it.
+      const nextToken = cyclic(name, sets.distinct);
       const path = name === 'me-distinct' ? '/api/me' : '/bench/signature';
       return {
         requests: [{ method: 'GET', path, setupRequest: (request) => ({ ...request, headers: bearer(nextToken()) }) }],
       };
     }
     case 'floor-spread':
+    case 'floor-one':
     case 'shape-call':
     case 'shape-write':
-    case 'shape-read-write':
-    case 'shape-batch':
-    case 'shape-returning': {
-      const nextKey = cyclic(sets.floorKeys);
+    case 'shape-transaction':
+    case 'shape-d1': {
+      // Each request presents the token of the key it addresses, as a renewal presents its user's.
+      const next = name === 'floor-one' ? () => sets.floorOne : cyclic('floor-spread', sets.floor);
       const query = name.startsWith('shape-') ? `?shape=${name.slice('shape-'.length)}` : '';
       return {
         requests: [
           {
             method: 'POST',
             path: '/bench/floor/x',
-            setupRequest: (request) => ({ ...request, path: `/bench/floor/${nextKey()}${query}` }),
+            setupRequest: (request) => {
+              const { key, token } = next();
+              return { ...request, path: `/bench/floor/${key}${query}`, headers: bearer(token) };
+            },
           },
         ],
       };
     }
-    case 'floor-one':
-      return { requests: [{ method: 'POST', path: `/bench/floor/${sets.oneKey}` }] };
     case 'renew-spread':
     case 'renew-one': {
       const { request, inFlight } = renewalScenario(name, stats);
       return { requests: [request], inFlight };
+    }
+    case 'renew-cold':
+    case 'renew-warm': {
+      // The same sessions, of users whose objects the runtime may evict: one request each per run.
+      const path = '/bench/evictable/auth/renew';
+      const { request, inFlight } = renewalScenario('renew-evictable', stats, path);
+      return { requests: [request], inFlight, settlePath: path, settleSet: 'renew-evictable' };
     }
     case 'hash':
       return { requests: [{ method: 'POST', path: '/bench/hash', headers: json, body: JSON.stringify({ password: sets.login.password }) }] };
@@ -132,7 +151,7 @@ function percentile(sorted, p) {
 
 async function run({ name, connections, seconds, amount, target = url, serverPids = [] }) {
   const stats = { lost: [] };
-  const { requests, setupClient, inFlight } = scenario(name, stats);
+  const { requests, setupClient, inFlight, settlePath, settleSet } = scenario(name, stats);
   const latencies = [];
   let non2xx = 0;
   const cpuBefore = process.cpuUsage();
@@ -167,7 +186,7 @@ async function run({ name, connections, seconds, amount, target = url, serverPid
   });
   const elapsedMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
-  if (inFlight) await settle(name, inFlight, stats);
+  if (inFlight) await settle(settleSet ?? name, inFlight, stats, settlePath);
   latencies.sort((a, b) => a - b);
   const ok = latencies.length;
   return {
@@ -195,6 +214,7 @@ process.on('message', async (message) => {
       sets = message.sets;
       renewable['renew-spread'] = (sets.renewSpread ?? []).map((session) => ({ ...session }));
       renewable['renew-one'] = (sets.renewOne ?? []).map((session) => ({ ...session }));
+      renewable['renew-evictable'] = (sets.renewEvictable ?? []).map((session) => ({ ...session }));
       process.send({ type: 'ready' });
     } else if (message.type === 'run') {
       process.send({ type: 'result', id: message.id, result: await run(message.spec) });
