@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // `npm run bench`: latchkey against the floors it cannot beat, side by side, in interleaved rounds;
-// the same operations with D1 a network round trip away; and a user's object woken from eviction.
-// Options: --rounds N (7), --seconds S per timed run (1.2), --only NAME (only the runs whose
-// scenario contains NAME: me, account, renew, login; `shape` for the breakdown alone, `d1` for the
-// delayed runs alone, `wake` for the evicted objects alone), --d1-delay MS (25), --out FILE (also
-// write the markdown report there), --port P (8821), --inspect (workerd inspector on
-// --inspector-port, 9321), --persist DIR (keep D1 and Durable Object storage in DIR instead of
-// Miniflare's temporary directory), --users N (1,000; fewer for a quick try).
-// BENCH_RAW=FILE writes every round's req/s, p50 and CPU per request of every run as JSON;
+// renewals, strict checks and logins again with D1 a network round trip away; and renewals of users
+// whose objects were evicted. Options: --rounds N (7), --seconds S per timed run (1.2), --only NAME
+// (only the pairs whose scenario contains NAME: me, account, renew, login; `shape` for the
+// breakdown alone, `d1` for the runs with D1 delayed, `wake` for the evicted objects alone),
+// --d1-delay MS (25; 0 leaves the delayed runs out), --out FILE (also write the markdown report
+// there), --port P (0: any free port), --inspect (workerd's inspector on --inspector-port, 9321),
+// --persist DIR (D1 and Durable Object storage in DIR, kept; by default a fresh directory in
+// /dev/shm, deleted at the end, or in the system's temporary directory where there is no /dev/shm),
+// --users N (1,000; fewer only for a quick try: the token cycle then fits in the verified-token
+// cache). BENCH_RAW=FILE writes every round's req/s, p50 and CPU per request of every run as JSON;
 // BENCH_TRACE=1 logs each run's duration; BENCH_LOG=1 shows workerd's own output.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,7 +26,7 @@ const { values: options } = parseArgs({
     rounds: { type: 'string', default: '7' },
     seconds: { type: 'string', default: '1.2' },
     out: { type: 'string' },
-    port: { type: 'string', default: '8821' },
+    port: { type: 'string', default: '0' },
     inspect: { type: 'boolean', default: false },
     'inspector-port': { type: 'string', default: '9321' },
     persist: { type: 'string' },
@@ -54,12 +56,12 @@ const PAIRS = [
   { op: 'stateless GET /api/me, each client reuses its token', floor: 'health', subject: 'me-reuse', connections: 32, target: { rps: 0.9 } },
   { op: 'stateless GET /api/me, a different token every request', floor: 'health', subject: 'me-distinct', connections: 32, target: { rps: 0.65 } },
   { op: 'stateless GET /api/me, a different token every request', floor: 'signature-distinct', subject: 'me-distinct', connections: 32 },
-  { op: 'strict GET /api/account', floor: 'health', subject: 'account-reuse', connections: 1 },
+  { op: 'strict GET /api/account', floor: 'health', subject: 'account-reuse', connections: 1, delayed: {} },
   { op: 'strict GET /api/account', floor: 'health', subject: 'account-reuse', connections: 32 },
-  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 1, target: { p50: 1.25 } },
-  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 32, target: { rps: 0.9, p50: 1.25 } },
+  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 1, target: { p50: 1.25 }, delayed: { flat: true } },
+  { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 32, target: { rps: 0.9, p50: 1.25 }, delayed: { flat: true } },
   { op: 'POST /auth/renew of one user (32 sessions)', floor: 'floor-one', subject: 'renew-one', connections: 32 },
-  { op: 'POST /auth/login', floor: 'hash', subject: 'login', connections: 1, amount: LOGINS_PER_RUN },
+  { op: 'POST /auth/login', floor: 'hash', subject: 'login', connections: 1, amount: LOGINS_PER_RUN, delayed: {} },
 ];
 const FLOOR_NAMES = {
   health: 'GET /health',
@@ -68,14 +70,16 @@ const FLOOR_NAMES = {
   'floor-one': 'verify + object writes its SQLite + sign, 1 key',
   hash: 'scrypt verify alone',
 };
-/** The same operation with D1 at 0 ms and then D1_DELAY_MS away, in the same round. */
-const DELAYED = [
-  { op: 'POST /auth/renew over 1,000 users', name: 'renew-spread', connections: 1, flat: true },
-  { op: 'POST /auth/renew over 1,000 users', name: 'renew-spread', connections: 32, flat: true },
-  { op: 'the renewal floor with a D1 write instead of the object\'s own (a renewal\'s shape when its state was in D1)', name: 'shape-d1', connections: 1 },
-  { op: 'strict GET /api/account', name: 'account-reuse', connections: 1 },
-  { op: 'POST /auth/login', name: 'login', connections: 1, amount: LOGINS_PER_RUN },
-];
+/**
+ * Pairs with `delayed` run their subject a third time, with every D1 call held back by
+ * D1_DELAY_MS, right after the subject at 0 ms. `flat`: the delay must not show. This one runs
+ * alone, at 0 ms and then delayed: the floor with a D1 write instead of the object's own storage.
+ */
+const DELAYED_ALONE = {
+  op: 'the renewal floor with a D1 write instead of the object\'s own (a renewal\'s shape when its state was in D1)',
+  subject: 'shape-d1',
+  connections: 1,
+};
 /** Where a renewal's time goes: the floor's object doing less or more, 1,000 keys, 32 connections. */
 const SHAPES = ['shape-call', 'shape-write', 'shape-transaction', 'shape-d1'];
 const BREAKDOWN_NAMES = {
@@ -88,9 +92,12 @@ const BREAKDOWN_NAMES = {
   'renew-spread': 'POST /auth/renew',
 };
 
+/** The order of the delayed rows in the report: renewals first, then what still goes to D1. */
+const DELAY_ORDER = ['renew-spread', 'shape-d1', 'account-reuse', 'login'];
+
 const matches = (name) => !options.only || name.includes(options.only);
-const pairs = PAIRS.filter((pair) => matches(pair.subject));
-const delayed = D1_DELAY_MS > 0 ? DELAYED.filter((entry) => options.only === 'd1' || matches(entry.name)) : [];
+const pairs = PAIRS.filter((pair) => matches(pair.subject) || (options.only === 'd1' && pair.delayed));
+const delayedAlone = D1_DELAY_MS > 0 && (options.only === 'd1' || matches(DELAYED_ALONE.subject)) ? [DELAYED_ALONE] : [];
 const wake = !options.only || options.only === 'wake' || matches('renew-cold');
 const breakdownNames = !options.only || options.only === 'shape' ? SHAPES : [];
 
@@ -166,7 +173,9 @@ async function measure(driver, url, { delayMs = 0, ...spec }) {
   const result = await driver.run({ ...spec, serverPids: workerdPids() });
   const after = await requestJson(`${url}/bench/isolate`);
   const label = `${spec.name}@${spec.connections}${delayMs ? ` (D1 +${delayMs} ms)` : ''}`;
-  if (process.env.BENCH_TRACE) log(`${label}: ${fmt(performance.now() - started)} ms, autocannon ${fmt(result.elapsedMs)} ms`);
+  if (process.env.BENCH_TRACE) {
+    log(`${label}: ${fmt(performance.now() - started)} ms, autocannon ${fmt(result.elapsedMs)} ms, driver CPU ${fmt((result.driverCpuMs * 1000) / Math.max(1, result.ok))} µs/req, workerd CPU ${fmt((result.serverCpuMs * 1000) / Math.max(1, result.ok))} µs/req`);
+  }
   const handled = result.ok + result.non2xx;
   if (result.non2xx > 0 || result.errors > 0 || result.lost.length > 0) {
     log(`${label}: ${result.non2xx} non-2xx, ${result.errors} errors`, JSON.stringify(result.lost.slice(0, 3)));
@@ -197,6 +206,11 @@ const LOOPS = {
   'app-health-bearer': { n: 20000, label: 'the same, the request carrying a bearer token' },
   'app-me': { n: 20000, label: 'the Worker handling GET /api/me, token in the cache' },
   'app-me-distinct': { n: 4000, label: 'the Worker handling GET /api/me, a different token each time' },
+  'object-call': { n: 2000, label: 'a call to an object over RPC, doing nothing' },
+  'object-floor': { n: 500, label: "the floor's object: 1 write to its own SQLite + Ed25519 sign, over RPC" },
+  'object-transaction': { n: 500, label: "the same with a renewal's transaction (2 reads, 2 writes) instead of 1 write" },
+  'object-transaction-jose': { n: 500, label: 'the same, signed as a renewal signs (jose SignJWT over access-token claims)' },
+  'object-renew': { n: 500, label: "UserAuthority.renew of one user's session over RPC (the object's part of a renewal)" },
 };
 
 async function loops(url) {
@@ -228,6 +242,10 @@ function summarize(floor, subject) {
     p50: runsMedian(subject, (run) => run.p50),
     p99: runsMedian(subject, (run) => run.p99),
     p50Ratio: median(subject.map((run, round) => run.p50 / floor[round].p50)),
+    // Each side's best round against the other's: load from elsewhere on the machine only ever
+    // slows a run down, so the best rounds are the least disturbed ones.
+    bestRatio: Math.max(...subject.map((run) => run.rps)) / Math.max(...floor.map((run) => run.rps)),
+    bestP50Ratio: Math.min(...subject.map((run) => run.p50)) / Math.min(...floor.map((run) => run.p50)),
     p50Deltas: subject.map((run, round) => run.p50 - floor[round].p50),
     floorCpu: runsMedian(floor, (run) => run.workerdCpuUsPerRequest),
     cpu: runsMedian(subject, (run) => run.workerdCpuUsPerRequest),
@@ -245,8 +263,8 @@ function report({ pairRows, delayRows, wakeRuns, scaling, breakdown, inIsolate, 
   const lines = [];
   const push = (...more) => lines.push(...more);
   if (pairRows.length > 0) {
-    push('| operation | conns | floor | floor req/s | req/s | ratio (min–max) | floor p50 / p99 ms | p50 / p99 ms | p50 ratio | workerd CPU µs/req, floor → op | workerd busy | D1 calls/req | target | met |');
-    push('|---|---:|---|---:|---:|---|---|---|---:|---|---|---:|---|---|');
+    push('| operation | conns | floor | floor req/s | req/s | ratio (min–max) | floor p50 / p99 ms | p50 / p99 ms | p50 ratio | best rounds: ratio, p50 ratio | workerd CPU µs/req, floor → op | workerd busy | D1 calls/req | target | met |');
+    push('|---|---:|---|---:|---:|---|---|---|---:|---|---|---|---:|---|---|');
     for (const row of pairRows) {
       const checks = [];
       if (row.target?.rps) checks.push({ text: `≥ ${row.target.rps}× req/s`, met: row.ratio >= row.target.rps });
@@ -266,6 +284,7 @@ function report({ pairRows, delayRows, wakeRuns, scaling, breakdown, inIsolate, 
           `${fmt(row.floorP50, 2)} / ${fmt(row.floorP99, 2)}`,
           `${fmt(row.p50, 2)} / ${fmt(row.p99, 2)}`,
           `**${fmt(row.p50Ratio, 2)}**`,
+          `${fmt(row.bestRatio, 2)}, ${fmt(row.bestP50Ratio, 2)}`,
           cpuCell,
           `${fmt(100 * row.floorBusy)} → ${fmt(100 * row.busy)} %`,
           fmt(row.d1, 2),
@@ -374,6 +393,10 @@ async function main() {
   const began = performance.now();
   log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}, ${cpus().length} CPUs`);
   const work = mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
+  // Storage in memory (tmpfs) unless asked otherwise: on a shared machine's disk an fsync took 7 to
+  // 14 ms under other people's load, and every run that writes then measured the disk instead of
+  // the code (bench/RESULTS.md, "How it is measured").
+  const storage = options.persist ?? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'latchkey-bench-storage-'));
   const signingKeys = JSON.stringify({ keys: [generateSigningKey()] });
   // Tokens that outlive the run, so stateless runs late in it still present unexpired tokens.
   const vars = { SIGNING_KEYS: signingKeys, ACCESS_TOKEN_TTL: '3600', BENCH_MIGRATIONS: JSON.stringify(migrations()) };
@@ -391,7 +414,7 @@ async function main() {
         USER_AUTHORITY_EVICTABLE: { className: 'EvictableUserAuthority', useSQLite: true, evictable: true },
         BENCH_FLOOR: { className: 'BenchFloor', useSQLite: true },
       },
-      persistTo: options.persist,
+      persistTo: storage,
       inspectorPort: options.inspect ? Number(options['inspector-port']) : undefined,
       keepObjects: true,
     });
@@ -407,16 +430,21 @@ async function main() {
     driver = startDriver();
     await driver.init(url, sets);
 
-    // What each round runs, as units of runs kept together: a pair is its floor then its subject.
+    // What each round runs, as units of runs kept together: a pair is its floor then its subject
+    // (then its subject with D1 delayed).
+    const spec = (entry, name, delayMs = 0) => ({
+      name,
+      connections: entry.connections,
+      delayMs,
+      ...(entry.amount ? { amount: entry.amount } : { seconds: SECONDS }),
+    });
     const units = [
-      ...pairs.map((pair) => {
-        const spec = (name) => ({ name, connections: pair.connections, ...(pair.amount ? { amount: pair.amount } : { seconds: SECONDS }) });
-        return { kind: 'pair', entry: pair, specs: [spec(pair.floor), spec(pair.subject)] };
-      }),
-      ...delayed.map((entry) => {
-        const spec = (delayMs) => ({ name: entry.name, connections: entry.connections, delayMs, ...(entry.amount ? { amount: entry.amount } : { seconds: SECONDS }) });
-        return { kind: 'delayed', entry, specs: [spec(0), spec(D1_DELAY_MS)] };
-      }),
+      ...pairs.map((pair) => ({
+        kind: 'pair',
+        entry: pair,
+        specs: [spec(pair, pair.floor), spec(pair, pair.subject), ...(pair.delayed && D1_DELAY_MS > 0 ? [spec(pair, pair.subject, D1_DELAY_MS)] : [])],
+      })),
+      ...delayedAlone.map((entry) => ({ kind: 'delayed', entry, specs: [spec(entry, entry.subject), spec(entry, entry.subject, D1_DELAY_MS)] })),
       ...(wake
         ? [{ kind: 'wake', specs: [{ name: 'renew-cold', connections: 1, amount: EVICTABLE_USERS }, { name: 'renew-warm', connections: 1, amount: EVICTABLE_USERS }] }]
         : []),
@@ -474,8 +502,15 @@ async function main() {
         ? `Verified-token cache during the ${distinctRuns.length} timed "different token every request" runs: ${distinctHits} hits, ${fmt(distinctMisses)} misses (one cycle of ${fmt(sets.distinct.length)} tokens across all runs, cache capacity ${fmt(isolate.verifiedTokens.capacity)}).`
         : '';
 
-    const rowsOf = (kind) =>
-      units.flatMap((unit, index) => (unit.kind === kind ? [{ ...unit.entry, ...summarize(results[index][0], results[index][1]) }] : []));
+    const pairRows = units.flatMap((unit, index) => (unit.kind === 'pair' ? [{ ...unit.entry, ...summarize(results[index][0], results[index][1]) }] : []));
+    // Local against delayed, in the same rounds: a pair's subject and its third run, or a unit's two.
+    const delayRows = units
+      .flatMap((unit, index) => {
+        if (unit.specs.length === 3) return [{ ...unit.entry, ...unit.entry.delayed, ...summarize(results[index][1], results[index][2]) }];
+        if (unit.kind === 'delayed') return [{ ...unit.entry, ...summarize(results[index][0], results[index][1]) }];
+        return [];
+      })
+      .sort((a, b) => DELAY_ORDER.indexOf(a.subject) - DELAY_ORDER.indexOf(b.subject));
     const runsOf = (kind, predicate, position) => {
       const index = units.findIndex((unit) => unit.kind === kind && predicate(unit.entry ?? {}));
       return index < 0 ? undefined : results[index][position];
@@ -490,8 +525,8 @@ async function main() {
     }
     const wakeIndex = units.findIndex((unit) => unit.kind === 'wake');
     const table = report({
-      pairRows: rowsOf('pair'),
-      delayRows: rowsOf('delayed'),
+      pairRows,
+      delayRows,
       wakeRuns: wakeIndex < 0 ? undefined : { cold: results[wakeIndex][0], warm: results[wakeIndex][1] },
       scaling: [
         ['over 1,000 users', 1, runsOf('pair', (pair) => pair.subject === 'renew-spread' && pair.connections === 1, 1)],
@@ -504,8 +539,10 @@ async function main() {
     });
     const header = [
       `Run ${startedAt.toISOString()}, ${fmt((performance.now() - began) / 1000, 0)} s, Miniflare driven directly` +
-        `${options.persist ? ` (storage in ${options.persist})` : " (storage in Miniflare's temporary directory)"}; node ${process.version}, workerd ${workerdVersion()},` +
+        ` (storage in ${options.persist ?? storage.replace(/[^/]*$/, '')})` +
+        `; node ${process.version}, workerd ${workerdVersion()},` +
         ` ${cpus().length} CPUs, ${fmt(totalmem() / 2 ** 30, 0)} GiB; load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}.`,
+      '',
       '',
     ].join('\n');
     console.log(header + table);
@@ -524,6 +561,7 @@ async function main() {
     driver?.stop();
     await host?.stop();
     rmSync(work, { recursive: true, force: true });
+    if (!options.persist) rmSync(storage, { recursive: true, force: true });
   }
 }
 

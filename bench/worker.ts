@@ -20,7 +20,7 @@ import worker from '../src/index';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
 import type { SessionRecord } from '../src/renewal/decide';
 import { UserRecords } from '../src/storage/user-records';
-import { generationJti } from '../src/tokens/claims';
+import { type AccessTokenClaims, generationJti } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
@@ -173,10 +173,11 @@ export class EvictableUserAuthority extends SeedableUserAuthority {
  * signs a token with one Ed25519 signature. The least a correct renewal can do: verify the token,
  * reach the user's serializing object, make the new generation durable there, sign.
  * The other shapes split a renewal's cost for the report: the object call alone, the call and
- * the write (no crypto), a renewal's storage transaction instead of one write, and one D1 write
- * instead of the object's own storage (what a renewal did when its state was in D1).
+ * the write (no crypto), a renewal's storage transaction instead of one write (signed as the floor
+ * signs, or as a renewal signs), and one D1 write instead of the object's own storage (what a
+ * renewal did when its state was in D1).
  */
-const FLOOR_SHAPES = ['call', 'write', 'floor', 'transaction', 'd1'] as const;
+const FLOOR_SHAPES = ['call', 'write', 'floor', 'transaction', 'transaction-jose', 'd1'] as const;
 type FloorShape = (typeof FLOOR_SHAPES)[number];
 
 const encoder = new TextEncoder();
@@ -216,6 +217,14 @@ export class BenchFloor extends DurableObject<BenchEnv> {
         return this.#sign(key, this.#write());
       case 'transaction':
         return this.#sign(key, this.ctx.storage.transactionSync(() => this.#renewalShapedWrite()));
+      case 'transaction-jose': {
+        // The same, signed as a renewal signs: jose's SignJWT over access-token claims.
+        const n = this.ctx.storage.transactionSync(() => this.#renewalShapedWrite());
+        const config = configFrom(this.env);
+        const iat = Math.floor(Date.now() / 1000);
+        const claims = { iss: config.issuer, aud: config.audience, sub: key, sid: key, gen: n, iat, exp: iat + 300 };
+        return signAccessToken({ ...claims, jti: generationJti(key, n) }, await keyringFor(config.signingKeysJson));
+      }
       case 'd1': {
         const row = await this.env.DB.prepare('UPDATE bench_floor SET n = n + 1 WHERE id = ?1 RETURNING n')
           .bind(key)
@@ -278,7 +287,22 @@ function hashOnce(password: string): Promise<string> {
   return hash;
 }
 
-const LOOP_OPS = ['subtle', 'jose', 'verify', 'cached', 'sign', 'app-health', 'app-health-bearer', 'app-me', 'app-me-distinct'] as const;
+const LOOP_OPS = [
+  'subtle',
+  'jose',
+  'verify',
+  'cached',
+  'sign',
+  'app-health',
+  'app-health-bearer',
+  'app-me',
+  'app-me-distinct',
+  'object-call',
+  'object-floor',
+  'object-transaction',
+  'object-transaction-jose',
+  'object-renew',
+] as const;
 type LoopOp = (typeof LOOP_OPS)[number];
 
 /**
@@ -311,6 +335,12 @@ function loopTokens(env: Env) {
 
 /** Requests the Worker served, except the benchmark's own bookkeeping (/bench/isolate, /bench/d1). */
 let requests = 0;
+
+/** The claims of one of our own tokens, read without verifying it (the loops verify elsewhere). */
+function claimsOf(token: string): AccessTokenClaims {
+  const payload = token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/');
+  return JSON.parse(atob(payload)) as AccessTokenClaims;
+}
 
 /** Distinct `env` objects seen: 1 means configFrom's per-env WeakMap parses the config once. */
 const envsSeen = new WeakSet<object>();
@@ -434,9 +464,41 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     const { claims } = verified;
     const request = (path: string, presented: string) =>
       worker.fetch(new Request(`http://bench${path}`, { headers: { authorization: `Bearer ${presented}` } }), c.env, c.executionCtx);
+    // The object side alone, called over RPC as the Worker calls it: an empty call, the floor's
+    // write and sign, the same with a renewal's transaction (signed as the floor signs, then as a
+    // renewal signs), and UserAuthority.renew on one user's session, presenting each time the
+    // claims of the token the call before returned (what the Worker would have verified).
+    const floor = c.env.BENCH_FLOOR.get(c.env.BENCH_FLOOR.idFromName('loop'));
+    const users = c.env.USER_AUTHORITY as unknown as DurableObjectNamespace<SeedableUserAuthority>;
+    let renewing: { stub: DurableObjectStub<SeedableUserAuthority>; claims: AccessTokenClaims } | undefined;
+    if (op === 'object-renew') {
+      const userId = `loop-${crypto.randomUUID()}`;
+      const stub = users.get(users.idFromName(userId));
+      const [session] = await stub.seedLogins({ userId, clients: ['loop'] });
+      renewing = { stub, claims: claimsOf(session!.token) };
+    }
     let ok = 0;
     for (let i = 0; i < n; i++) {
       switch (op) {
+        case 'object-call':
+          ok += Number((await floor.touch('loop', 'call')) === '');
+          break;
+        case 'object-floor':
+          ok += Number((await floor.touch('loop', 'floor')).length > 0);
+          break;
+        case 'object-transaction':
+          ok += Number((await floor.touch('loop', 'transaction')).length > 0);
+          break;
+        case 'object-transaction-jose':
+          ok += Number((await floor.touch('loop', 'transaction-jose')).length > 0);
+          break;
+        case 'object-renew': {
+          const result = await renewing!.stub.renew(renewing!.claims);
+          if (!result.ok) throw new Error(`loop renewal: ${result.code}`);
+          renewing!.claims = claimsOf(result.value.accessToken);
+          ok += 1;
+          break;
+        }
         case 'subtle':
           ok += Number(await crypto.subtle.verify({ name: 'Ed25519' }, key.key, signature, signingInput));
           break;
