@@ -27,6 +27,11 @@ export default defineConfig({
                 SIGNING_KEYS: JSON.stringify(signingKeys),
                 ADMIN_TOKEN: generateAdminToken(),
                 TEST_MIGRATIONS: migrations,
+                // The suite signs hundreds of users in from one address, many at once: both
+                // defences are off here and switched on, per request, by the tests that prove
+                // them (test/login-storm.test.ts).
+                ADDRESS_RATE_LIMIT: 'off',
+                HASH_BUDGET: 'off',
               },
             },
           }),

@@ -2,6 +2,7 @@
 // is not the Worker's. It keeps, across runs, the newest token of every session it renews and its
 // place in every cycle of tokens.
 import autocannon from 'autocannon';
+import { boundRenewalHeaders } from './bound.mjs';
 import { request } from './http.mjs';
 import { cpuMs } from './proc.mjs';
 
@@ -12,6 +13,9 @@ const renewable = {};
 
 const json = { 'content-type': 'application/json' };
 const bearer = (token) => ({ authorization: `Bearer ${token}` });
+/** A renewal's credential: the token, and for a session bound to a key (bench/bound.mjs) a fresh proof. */
+const renewalHeaders = (session, path = '/auth/renew') =>
+  session.proofJwk ? boundRenewalHeaders(session, `${url}${path}`) : bearer(session.token);
 
 /** Where each scenario is in its cycle, kept across runs: a run starts where the one before stopped. */
 const cursors = {};
@@ -44,7 +48,7 @@ function renewalScenario(setName, stats, path = '/auth/renew') {
         if (!session) throw new Error(`no idle session left in ${setName}: more connections than sessions`);
         context.session = session;
         inFlight.add(session);
-        return { ...request, headers: bearer(session.token) };
+        return { ...request, headers: renewalHeaders(session, path) };
       },
       onResponse(status, body, context) {
         const { session } = context;
@@ -67,7 +71,7 @@ function renewalScenario(setName, stats, path = '/auth/renew') {
  */
 async function settle(setName, inFlight, stats, path = '/auth/renew') {
   for (const session of inFlight) {
-    const { status, text: body } = await request(`${url}${path}`, { method: 'POST', headers: bearer(session.token) });
+    const { status, text: body } = await request(`${url}${path}`, { method: 'POST', headers: renewalHeaders(session, path) });
     if (status === 200) {
       session.token = JSON.parse(body).access_token;
       renewable[setName].push(session);
@@ -124,7 +128,9 @@ function scenario(name, stats) {
       };
     }
     case 'renew-spread':
-    case 'renew-one': {
+    case 'renew-one':
+    case 'renew-unbound':
+    case 'renew-bound': {
       const { request, inFlight } = renewalScenario(name, stats);
       return { requests: [request], inFlight };
     }
@@ -138,7 +144,13 @@ function scenario(name, stats) {
     case 'hash':
       return { requests: [{ method: 'POST', path: '/bench/hash', headers: json, body: JSON.stringify({ password: sets.login.password }) }] };
     case 'login':
+      // As deployed: the isolate's hash budget admits this login's hash.
       return { requests: [{ method: 'POST', path: '/auth/login', headers: json, body: JSON.stringify(sets.login) }] };
+    case 'login-unbudgeted':
+      // The same login with the hash budget off for this request (bench/worker.ts reads the header).
+      return {
+        requests: [{ method: 'POST', path: '/auth/login', headers: { ...json, 'x-bench-hash-budget': 'off' }, body: JSON.stringify(sets.login) }],
+      };
     default:
       throw new Error(`unknown scenario ${name}`);
   }
@@ -149,7 +161,53 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function run({ name, connections, seconds, amount, target = url, serverPids = [] }) {
+/**
+ * Load kept up next to a timed run: `connections` requests of scenario `name` always in flight,
+ * until `stop()`. Reports what completed while it ran, by status, and their latency.
+ */
+function backgroundLoad({ name, connections }) {
+  const latencies = [];
+  const statuses = {};
+  const started = performance.now();
+  const instance = autocannon(
+    { url, connections, pipelining: 1, duration: 3600, sampleInt: 100, requests: scenario(name, { lost: [] }).requests, timeout: 30 },
+    () => {},
+  );
+  instance.on('response', (_client, status, _bytes, responseTimeMs) => {
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status >= 200 && status < 300) latencies.push(responseTimeMs);
+  });
+  return {
+    stop() {
+      const seconds = (performance.now() - started) / 1000;
+      instance.stop();
+      latencies.sort((a, b) => a - b);
+      return { name, connections, seconds, statuses, ok: latencies.length, rps: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+    },
+  };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run({ name, connections, seconds, amount, target = url, serverPids = [], background }) {
+  // The background load starts first and settles in, so that it is in flight for the whole run.
+  const load = background ? backgroundLoad(background) : undefined;
+  if (load) await sleep(background.leadMs ?? 300);
+  let stopped;
+  const stopLoad = () => {
+    stopped ??= load?.stop();
+    return stopped;
+  };
+  try {
+    const result = await timedRun({ name, connections, seconds, amount, target, serverPids, atStop: stopLoad });
+    return { ...result, ...(load ? { background: stopLoad() } : {}) };
+  } finally {
+    stopLoad();
+  }
+}
+
+/** One autocannon run; `atStop` is called the moment it stops, before dropped renewals are settled. */
+async function timedRun({ name, connections, seconds, amount, target, serverPids, atStop = () => {} }) {
   const stats = { lost: [] };
   const { requests, setupClient, inFlight, settlePath, settleSet } = scenario(name, stats);
   const latencies = [];
@@ -186,6 +244,7 @@ async function run({ name, connections, seconds, amount, target = url, serverPid
   });
   const elapsedMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  atStop();
   if (inFlight) await settle(settleSet ?? name, inFlight, stats, settlePath);
   latencies.sort((a, b) => a - b);
   const ok = latencies.length;
@@ -215,6 +274,8 @@ process.on('message', async (message) => {
       renewable['renew-spread'] = (sets.renewSpread ?? []).map((session) => ({ ...session }));
       renewable['renew-one'] = (sets.renewOne ?? []).map((session) => ({ ...session }));
       renewable['renew-evictable'] = (sets.renewEvictable ?? []).map((session) => ({ ...session }));
+      renewable['renew-unbound'] = (sets.renewUnbound ?? []).map((session) => ({ ...session }));
+      renewable['renew-bound'] = (sets.renewBound ?? []).map((session) => ({ ...session }));
       process.send({ type: 'ready' });
     } else if (message.type === 'run') {
       process.send({ type: 'result', id: message.id, result: await run(message.spec) });

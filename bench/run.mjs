@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // `npm run bench`: latchkey against the floors it cannot beat, side by side, in interleaved rounds;
 // renewals, strict checks and logins again with D1 a network round trip away; and renewals of users
-// whose objects were evicted. Options: --rounds N (7), --seconds S per timed run (1.2), --only NAME
-// (only the pairs whose scenario contains NAME: me, account, renew, login; `shape` for the
-// breakdown alone, `d1` for the runs with D1 delayed, `wake` for the evicted objects alone),
-// --d1-delay MS (25; 0 leaves the delayed runs out), --out FILE (also write the markdown report
-// there), --port P (0: any free port), --inspect (workerd's inspector on --inspector-port, 9321),
+// whose objects were evicted; and a login storm. Options: --rounds N (7), --seconds S per timed run
+// (1.2), --only NAME (only the pairs whose scenario contains NAME: me, account, renew, login,
+// bound; `shape` for the breakdown alone, `d1` for the runs with D1 delayed, `wake` for the
+// evicted objects alone, `storm` for the login storm rows alone), --d1-delay MS (25; 0 leaves the
+// delayed runs out), --out FILE (also write the markdown report there), --port P (8821) and
+// --inspector-port Q (9321) where the workerd it starts listens, --inspect (workerd's inspector on),
 // --persist DIR (D1 and Durable Object storage in DIR, kept; by default a fresh directory in
 // /dev/shm, deleted at the end, or in the system's temporary directory where there is no /dev/shm),
 // --users N (1,000; fewer only for a quick try: the token cycle then fits in the verified-token
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { generateSigningKey } from '../scripts/signing-key.mjs';
 import { fmt, median, startDriver } from './common.mjs';
 import { bundle, root, startMiniflare, workerdVersion } from './host.mjs';
+import { seedBound } from './bound.mjs';
 import { requestJson } from './http.mjs';
 import { cpuMs, workerdPids } from './proc.mjs';
 
@@ -26,7 +28,7 @@ const { values: options } = parseArgs({
     rounds: { type: 'string', default: '7' },
     seconds: { type: 'string', default: '1.2' },
     out: { type: 'string' },
-    port: { type: 'string', default: '0' },
+    port: { type: 'string', default: '8821' },
     inspect: { type: 'boolean', default: false },
     'inspector-port': { type: 'string', default: '9321' },
     persist: { type: 'string' },
@@ -61,7 +63,32 @@ const PAIRS = [
   { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 1, target: { p50: 1.25 }, delayed: { flat: true } },
   { op: 'POST /auth/renew over 1,000 users', floor: 'floor-spread', subject: 'renew-spread', connections: 32, target: { rps: 0.9, p50: 1.25 }, delayed: { flat: true } },
   { op: 'POST /auth/renew of one user (32 sessions)', floor: 'floor-one', subject: 'renew-one', connections: 32 },
-  { op: 'POST /auth/login', floor: 'hash', subject: 'login', connections: 1, amount: LOGINS_PER_RUN, delayed: {} },
+  // The login's own cost over its hash: the hash budget, which would space these logins out, is
+  // off for these requests (the storm rows below measure it).
+  { op: 'POST /auth/login (hash budget off)', floor: 'hash', subject: 'login-unbudgeted', connections: 1, amount: LOGINS_PER_RUN, delayed: {} },
+  // A renewal of a session bound to a DPoP key, with a fresh proof each, against an unbound renewal
+  // of the same users: what binding adds (the proof's check, its jti recorded in the user's object).
+  { op: 'POST /auth/renew, bound to a DPoP key, 64 users', floor: 'renew-unbound', subject: 'renew-bound', connections: 1 },
+  { op: 'POST /auth/renew, bound to a DPoP key, 64 users', floor: 'renew-unbound', subject: 'renew-bound', connections: 32 },
+];
+/** Scenarios whose sessions bench/bound.mjs makes through the API; the others need seed(). */
+const BOUND_SCENARIOS = new Set(['renew-unbound', 'renew-bound']);
+/**
+ * The login storm: each subject quiet, then with two logins continuously in flight with the hash
+ * budget on (as deployed), then the same with it off, in the same round. Logins are scrypt-bound:
+ * without the budget, two in flight keep the isolate's one thread hashing. The target is on the
+ * budgeted run against the quiet one.
+ */
+const STORM_CONNECTIONS = 8;
+const STORM_LOGINS_IN_FLIGHT = 2;
+const STORMS = [
+  { op: 'stateless GET /api/me, each client reuses its token', subject: 'me-reuse', target: { rps: 0.5 } },
+  { op: 'POST /auth/renew over 1,000 users', subject: 'renew-spread', target: { rps: 0.5 } },
+];
+const STORM_SIDES = [
+  { side: 'quiet' },
+  { side: 'budget', background: { name: 'login', connections: STORM_LOGINS_IN_FLIGHT } },
+  { side: 'unbudgeted', background: { name: 'login-unbudgeted', connections: STORM_LOGINS_IN_FLIGHT } },
 ];
 const FLOOR_NAMES = {
   health: 'GET /health',
@@ -69,6 +96,7 @@ const FLOOR_NAMES = {
   'floor-spread': 'verify + object writes its SQLite + sign, 1,000 keys',
   'floor-one': 'verify + object writes its SQLite + sign, 1 key',
   hash: 'scrypt verify alone',
+  'renew-unbound': 'POST /auth/renew, unbound, same users',
 };
 /**
  * Pairs with `delayed` run their subject a third time, with every D1 call held back by
@@ -93,13 +121,87 @@ const BREAKDOWN_NAMES = {
 };
 
 /** The order of the delayed rows in the report: renewals first, then what still goes to D1. */
-const DELAY_ORDER = ['renew-spread', 'shape-d1', 'account-reuse', 'login'];
+const DELAY_ORDER = ['renew-spread', 'shape-d1', 'account-reuse', 'login-unbudgeted'];
 
 const matches = (name) => !options.only || name.includes(options.only);
 const pairs = PAIRS.filter((pair) => matches(pair.subject) || (options.only === 'd1' && pair.delayed));
 const delayedAlone = D1_DELAY_MS > 0 && (options.only === 'd1' || matches(DELAYED_ALONE.subject)) ? [DELAYED_ALONE] : [];
 const wake = !options.only || options.only === 'wake' || matches('renew-cold');
 const breakdownNames = !options.only || options.only === 'shape' ? SHAPES : [];
+const runStorms = !options.only || options.only === 'storm';
+
+/** The storm rows: medians over the rounds of each side, and of the ratios taken within a round. */
+function stormRows(stormResults) {
+  return STORMS.map((storm, index) => {
+    const runs = stormResults[index];
+    const rpsOf = (side) => median(runs[side].map((run) => run.rps));
+    const ratios = (side) => runs[side].map((run, round) => run.rps / runs.quiet[round].rps);
+    const background = (side) => runs[side].map((run) => run.background);
+    const statusCounts = (side) => {
+      const total = {};
+      for (const load of background(side)) for (const [status, n] of Object.entries(load.statuses)) total[status] = (total[status] ?? 0) + n;
+      return total;
+    };
+    return {
+      ...storm,
+      quiet: { rps: rpsOf('quiet'), p50: median(runs.quiet.map((run) => run.p50)), p99: median(runs.quiet.map((run) => run.p99)) },
+      ...Object.fromEntries(
+        ['budget', 'unbudgeted'].map((side) => [
+          side,
+          {
+            rps: rpsOf(side),
+            ratio: median(ratios(side)),
+            ratioMin: Math.min(...ratios(side)),
+            ratioMax: Math.max(...ratios(side)),
+            p50: median(runs[side].map((run) => run.p50)),
+            p99: median(runs[side].map((run) => run.p99)),
+            loginsPerSecond: median(background(side).map((load) => load.rps)),
+            loginP50: median(background(side).map((load) => load.p50)),
+            loginStatuses: statusCounts(side),
+          },
+        ]),
+      ),
+    };
+  });
+}
+
+function stormReport(rows, context) {
+  const lines = [];
+  lines.push(
+    `A login storm: each operation at ${STORM_CONNECTIONS} connections, quiet and with ${STORM_LOGINS_IN_FLIGHT} logins continuously in flight, hash budget on (as deployed) and off, side by side in each round (medians of ${context.rounds} rounds; ratios against the quiet run of the same round):`,
+  );
+  lines.push('');
+  lines.push('| operation | quiet req/s | quiet p50 / p99 ms | storm, budget on: req/s | ratio (min–max) | p50 / p99 ms | logins/s (p50 ms) | login answers | storm, budget off: req/s | ratio (min–max) | p50 / p99 ms | logins/s (p50 ms) | target | met |');
+  lines.push('|---|---:|---|---:|---|---|---|---|---:|---|---|---|---|---|');
+  const answers = (statuses) => Object.entries(statuses).map(([status, n]) => `${n} × ${status}`).join(', ');
+  for (const row of rows) {
+    const { quiet, budget, unbudgeted } = row;
+    const met = budget.ratio >= row.target.rps;
+    lines.push(
+      [
+        '',
+        row.op,
+        fmt(quiet.rps),
+        `${fmt(quiet.p50, 2)} / ${fmt(quiet.p99, 2)}`,
+        fmt(budget.rps),
+        `**${fmt(budget.ratio, 2)}** (${fmt(budget.ratioMin, 2)}–${fmt(budget.ratioMax, 2)})`,
+        `${fmt(budget.p50, 2)} / ${fmt(budget.p99, 2)}`,
+        `${fmt(budget.loginsPerSecond, 1)} (${fmt(budget.loginP50)})`,
+        answers(budget.loginStatuses),
+        fmt(unbudgeted.rps),
+        `**${fmt(unbudgeted.ratio, 2)}** (${fmt(unbudgeted.ratioMin, 2)}–${fmt(unbudgeted.ratioMax, 2)})`,
+        `${fmt(unbudgeted.p50, 2)} / ${fmt(unbudgeted.p99, 2)}`,
+        `${fmt(unbudgeted.loginsPerSecond, 1)} (${fmt(unbudgeted.loginP50)})`,
+        `≥ ${row.target.rps}× req/s, budget on`,
+        met ? 'yes' : '**no**',
+        '',
+      ]
+        .join(' | ')
+        .trim(),
+    );
+  }
+  return lines.join('\n');
+}
 
 const log = (...args) => console.error('bench:', ...args);
 const postJson = (url, path, body) => requestJson(`${url}${path}`, { method: 'POST', body });
@@ -174,7 +276,8 @@ async function measure(driver, url, { delayMs = 0, ...spec }) {
   const after = await requestJson(`${url}/bench/isolate`);
   const label = `${spec.name}@${spec.connections}${delayMs ? ` (D1 +${delayMs} ms)` : ''}`;
   if (process.env.BENCH_TRACE) {
-    log(`${label}: ${fmt(performance.now() - started)} ms, autocannon ${fmt(result.elapsedMs)} ms, driver CPU ${fmt((result.driverCpuMs * 1000) / Math.max(1, result.ok))} µs/req, workerd CPU ${fmt((result.serverCpuMs * 1000) / Math.max(1, result.ok))} µs/req`);
+    const load = result.background ? `, beside ${result.background.name}: ${JSON.stringify(result.background.statuses)} in ${fmt(result.background.seconds, 1)} s` : '';
+    log(`${label}: ${fmt(performance.now() - started)} ms, autocannon ${fmt(result.elapsedMs)} ms, ${result.ok} ok, driver CPU ${fmt((result.driverCpuMs * 1000) / Math.max(1, result.ok))} µs/req, workerd CPU ${fmt((result.serverCpuMs * 1000) / Math.max(1, result.ok))} µs/req${load}`);
   }
   const handled = result.ok + result.non2xx;
   if (result.non2xx > 0 || result.errors > 0 || result.lost.length > 0) {
@@ -202,10 +305,13 @@ const LOOPS = {
   verify: { n: 4000, label: 'latchkey verifyAccessToken (every check)' },
   cached: { n: 200000, label: 'verified-token cache hit' },
   sign: { n: 4000, label: 'latchkey signAccessToken (Ed25519, as a renewal signs)' },
+  'dpop-proof': { n: 2000, label: 'a DPoP proof checked (ES256 key from the proof, signature, claims, ath, thumbprint): what a bound request adds' },
   'app-health': { n: 20000, label: 'the Worker handling GET /health (fetch handler called directly)' },
   'app-health-bearer': { n: 20000, label: 'the same, the request carrying a bearer token' },
   'app-me': { n: 20000, label: 'the Worker handling GET /api/me, token in the cache' },
   'app-me-distinct': { n: 4000, label: 'the Worker handling GET /api/me, a different token each time' },
+  'app-renew': { n: 600, label: 'the Worker handling POST /auth/renew, unbound session (a proof signed in the loop, ignored)' },
+  'app-renew-bound': { n: 600, label: "the same, the session bound to the proof's key: the difference is what binding costs a renewal" },
   'object-call': { n: 2000, label: 'a call to an object over RPC, doing nothing' },
   'object-floor': { n: 500, label: "the floor's object: 1 write to its own SQLite + Ed25519 sign, over RPC" },
   'object-transaction': { n: 500, label: "the same with a renewal's transaction (2 reads, 2 writes) instead of 1 write" },
@@ -380,6 +486,10 @@ function report({ pairRows, delayRows, wakeRuns, scaling, breakdown, inIsolate, 
       push(`| ${label} | ${fmt(runsMedian(inIsolate, (round) => round[op].cpuUs), 2)} | ${fmt(runsMedian(inIsolate, (round) => round[op].wallUs), 2)} |`);
     }
   }
+  if (context.storms) {
+    push('');
+    push(context.storms);
+  }
   push('');
   push(`Rounds: ${context.rounds}, ${context.seconds} s per timed run, ${LOGINS_PER_RUN} requests per login/hash run.`);
   push(context.distinctCheck);
@@ -399,7 +509,15 @@ async function main() {
   const storage = options.persist ?? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'latchkey-bench-storage-'));
   const signingKeys = JSON.stringify({ keys: [generateSigningKey()] });
   // Tokens that outlive the run, so stateless runs late in it still present unexpired tokens.
-  const vars = { SIGNING_KEYS: signingKeys, ACCESS_TOKEN_TTL: '3600', BENCH_MIGRATIONS: JSON.stringify(migrations()) };
+  // Every request of the benchmark comes from one address: the per-address limit would refuse the
+  // logins after 30 a minute. The storm stands for many addresses, which that limit does not stop;
+  // what bounds it is the hash budget, on as deployed.
+  const vars = {
+    SIGNING_KEYS: signingKeys,
+    ACCESS_TOKEN_TTL: '3600',
+    ADDRESS_RATE_LIMIT: 'off',
+    BENCH_MIGRATIONS: JSON.stringify(migrations()),
+  };
   let host;
   let driver;
   try {
@@ -422,10 +540,21 @@ async function main() {
     log(`serving at ${url}, workerd pids ${workerdPids().join(' ')}`);
     const seedCpuBefore = cpuMs(workerdPids());
     const seedStarted = performance.now();
-    const sets = await seed(url);
+    // Only the bound pair asked for: its users are all it needs.
+    const onlyBound =
+      !runStorms && !wake && breakdownNames.length === 0 && delayedAlone.length === 0 && pairs.every((pair) => BOUND_SCENARIOS.has(pair.subject));
+    const sets = onlyBound ? await postJson(url, '/bench/setup').then(() => ({})) : await seed(url);
+    if (pairs.some((pair) => BOUND_SCENARIOS.has(pair.subject))) {
+      Object.assign(sets, await seedBound(url, { password: PASSWORD, runId: Math.random().toString(36).slice(2, 8) }));
+    }
+    const seeded = [
+      onlyBound ? '' : `${USERS} users x ${SESSIONS_PER_USER} sessions, one user with ${SOLO_SESSIONS}, ${sets.renewEvictable.length} evictable users`,
+      sets.renewBound ? `${sets.renewBound.length} users with a bound and an unbound session` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
     log(
-      `seeded ${USERS} users x ${SESSIONS_PER_USER} sessions, one user with ${SOLO_SESSIONS}, ${sets.renewEvictable.length} evictable users,` +
-        ` in ${fmt((performance.now() - seedStarted) / 1000, 1)} s (workerd CPU ${fmt((cpuMs(workerdPids()) - seedCpuBefore) / 1000, 1)} s)`,
+      `seeded ${seeded} in ${fmt((performance.now() - seedStarted) / 1000, 1)} s (workerd CPU ${fmt((cpuMs(workerdPids()) - seedCpuBefore) / 1000, 1)} s)`,
     );
     driver = startDriver();
     await driver.init(url, sets);
@@ -454,18 +583,20 @@ async function main() {
     // stays there: keepObjects), so the floor's objects and the users' objects are equally warm.
     // The evictable users' objects are left alone: their first renewal is a round away.
     const names = new Set([...units.filter((unit) => unit.kind !== 'wake').flatMap((unit) => unit.specs.map((spec) => spec.name)), ...breakdownNames]);
+    if (runStorms) for (const name of ['login', 'login-unbudgeted', ...STORMS.map((storm) => storm.subject)]) names.add(name);
     if ([...names].some((name) => name === 'floor-spread' || name.startsWith('shape-'))) {
       await driver.run({ name: 'floor-spread', connections: 32, amount: USERS });
     }
     if (names.has('renew-spread')) await driver.run({ name: 'renew-spread', connections: 32, amount: USERS });
     for (const name of names) {
-      if (name === 'hash' || name === 'login') await driver.run({ name, connections: 1, amount: 2 });
+      if (name === 'hash' || name.startsWith('login')) await driver.run({ name, connections: 1, amount: 2 });
       else await driver.run({ name, connections: 32, seconds: 0.5 });
     }
     await requestJson(`${url}/bench/loop?op=subtle&n=1`);
     log(`warmed up at ${fmt((performance.now() - began) / 1000, 1)} s`);
 
     const results = units.map((unit) => unit.specs.map(() => []));
+    const stormResults = STORMS.map(() => Object.fromEntries(STORM_SIDES.map(({ side }) => [side, []])));
     const inIsolate = [];
     const breakdown = {};
     for (let round = 1; round <= ROUNDS; round++) {
@@ -476,8 +607,18 @@ async function main() {
         const index = (step + round - 1) % units.length;
         for (const [position, spec] of units[index].specs.entries()) results[index][position].push(await measure(driver, url, spec));
       }
+      if (runStorms) {
+        for (const [index, storm] of STORMS.entries()) {
+          // Each round starts on another side, so that none always follows the same run.
+          for (let step = 0; step < STORM_SIDES.length; step++) {
+            const { side, background } = STORM_SIDES[(step + round - 1) % STORM_SIDES.length];
+            const stormSpec = { name: storm.subject, connections: STORM_CONNECTIONS, seconds: SECONDS, ...(background ? { background } : {}) };
+            stormResults[index][side].push(await measure(driver, url, stormSpec));
+          }
+        }
+      }
       // The breakdown and the loops explain the pairs; three rounds of them are enough.
-      if (round > BREAKDOWN_ROUNDS) continue;
+      if (round > BREAKDOWN_ROUNDS || options.only === 'storm') continue;
       for (const name of breakdownNames) {
         breakdown[name] = [...(breakdown[name] ?? []), await measure(driver, url, { name, connections: 32, seconds: Math.min(1, SECONDS) })];
       }
@@ -489,6 +630,8 @@ async function main() {
     let errors = 0;
     const allRuns = [...results.flat(2), ...Object.values(breakdown).flat()];
     for (const run of allRuns) errors += run.non2xx + run.errors + run.lost.length;
+    for (const sides of stormResults) for (const runs of Object.values(sides)) for (const run of runs) errors += run.non2xx + run.errors + run.lost.length;
+    const storms = runStorms ? stormReport(stormRows(stormResults), { rounds: ROUNDS }) : undefined;
     // The "different token every request" runs must all miss the verified-token cache.
     const distinctRuns = results.flatMap((unitRuns, index) => units[index].specs.flatMap((spec, position) => (spec.name === 'me-distinct' ? unitRuns[position] : [])));
     const distinctHits = distinctRuns.reduce((sum, run) => sum + run.cacheHits, 0);
@@ -535,7 +678,7 @@ async function main() {
       ],
       breakdown,
       inIsolate,
-      context: { rounds: ROUNDS, seconds: SECONDS, delayMs: D1_DELAY_MS, isolate, errors, distinctCheck },
+      context: { rounds: ROUNDS, seconds: SECONDS, delayMs: D1_DELAY_MS, isolate, errors, distinctCheck, storms },
     });
     const header = [
       `Run ${startedAt.toISOString()}, ${fmt((performance.now() - began) / 1000, 0)} s, Miniflare driven directly` +

@@ -13,14 +13,15 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { Hono } from 'hono';
-import { compactVerify } from 'jose';
+import { type CryptoKey, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { now } from '../src/clock';
 import { configFrom } from '../src/config';
+import { verifyDpopProof } from '../src/dpop/proof';
 import worker from '../src/index';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
 import type { SessionRecord } from '../src/renewal/decide';
 import { UserRecords } from '../src/storage/user-records';
-import { type AccessTokenClaims, generationJti } from '../src/tokens/claims';
+import { type AccessTokenClaims, accessTokenClaims, generationJti } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
@@ -105,7 +106,7 @@ class SeedableUserAuthority extends UserAuthority {
     const config = configFrom(this.env);
     const records = new UserRecords(this.ctx.storage.sql);
     const sessions = this.ctx.storage.transactionSync(() => {
-      const user = records.loadUser() ?? { userId: input.userId, revokedBefore: 0, lastLoginAt: 0, clock: 0 };
+      const user = records.loadUser() ?? { userId: input.userId, revokedBefore: 0, lastLoginAt: 0, clock: 0, emailVerifiedAt: null };
       const created = input.clients.map((client) => {
         const at = Math.max(now(), user.clock + 1);
         user.clock = at;
@@ -119,6 +120,8 @@ class SeedableUserAuthority extends UserAuthority {
           genMintedAt: at,
           genExpiresAt: Math.floor(at / 1000) + config.accessTokenTtlSeconds,
           revokedAt: null,
+          dpopJkt: null,
+          dbscJkt: null,
         };
         records.insertSession(session);
         records.appendEvent({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
@@ -133,19 +136,7 @@ class SeedableUserAuthority extends UserAuthority {
       sessions.map(async (session) => ({
         sessionId: session.id,
         createdAt: session.createdAt,
-        token: await signAccessToken(
-          {
-            iss: config.issuer,
-            aud: config.audience,
-            sub: session.userId,
-            sid: session.id,
-            gen: session.gen,
-            iat: Math.floor(session.genMintedAt / 1000),
-            exp: session.genExpiresAt,
-            jti: generationJti(session.id, session.gen),
-          },
-          keyring,
-        ),
+        token: await signAccessToken(accessTokenClaims({ config, session, jkt: null, emailVerified: false }), keyring),
       })),
     );
   }
@@ -293,10 +284,13 @@ const LOOP_OPS = [
   'verify',
   'cached',
   'sign',
+  'dpop-proof',
   'app-health',
   'app-health-bearer',
   'app-me',
   'app-me-distinct',
+  'app-renew',
+  'app-renew-bound',
   'object-call',
   'object-floor',
   'object-transaction',
@@ -304,6 +298,70 @@ const LOOP_OPS = [
   'object-renew',
 ] as const;
 type LoopOp = (typeof LOOP_OPS)[number];
+
+/**
+ * A DPoP proof for a renewal with `token` (or, without one, for `url`: a login), made now by a client
+ * key of this isolate's, and what it is checked against: everything a bound request checks beyond
+ * an unbound one (the key imported from the proof, its signature, every claim, `ath`, the
+ * thumbprint), all but the replay store.
+ */
+let loopProofKey: Promise<{ privateKey: CryptoKey; jwk: Record<string, unknown>; jkt: string }> | undefined;
+async function loopProof(token: string | undefined, url = 'http://bench/auth/renew') {
+  loopProofKey ??= (async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(publicKey);
+    return { privateKey, jwk, jkt: await calculateJwkThumbprint(jwk) };
+  })();
+  const key = await loopProofKey;
+  const nowMs = Date.now();
+  const ath =
+    token === undefined
+      ? undefined
+      : base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(token))));
+  const proof = await new SignJWT({ jti: crypto.randomUUID(), htm: 'POST', htu: url, ...(ath === undefined ? {} : { ath }) })
+    .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk })
+    .setIssuedAt(Math.floor(nowMs / 1000))
+    .sign(key.privateKey);
+  return { proof, expect: { method: 'POST', url, nowMs, accessToken: token, jkt: key.jkt } };
+}
+
+/**
+ * One user signed in twice through the Worker, once without a proof and once with one of the
+ * loops' key, for the `app-renew` loops, which renew the two sessions in turn. Each renewal of
+ * either carries a fresh proof signed in the loop; the unbound session's goes as `Bearer`, which
+ * ignores it. So signing costs both loops alike, and what the second costs more is what the
+ * session's binding costs latchkey: the proof's check and its `jti` recorded in the user's object.
+ * Made at the first /bench/loop call (the warm-up's), so no timed loop pays the logins' hashes.
+ */
+interface LoopSession {
+  scheme: 'Bearer' | 'DPoP';
+  token: string;
+}
+let loopRenewalSet: Promise<{ unbound: LoopSession; bound: LoopSession }> | undefined;
+function loopRenewals(env: BenchEnv, ctx: Parameters<typeof worker.fetch>[2]) {
+  loopRenewalSet ??= (async () => {
+    const email = `loop-${crypto.randomUUID()}@bench.test`;
+    const password = 'correct horse battery staple';
+    const post = (path: string, headers: Record<string, string> = {}) =>
+      worker.fetch(
+        new Request(`http://bench${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ email, password }),
+        }),
+        withoutHashBudget(env),
+        ctx,
+      );
+    if (!(await post('/auth/register')).ok) throw new Error('loop renewals: register failed');
+    const login = async (headers?: Record<string, string>) =>
+      (await (await post('/auth/login', headers)).json()) as { access_token: string; token_type: string };
+    const unbound = await login();
+    const bound = await login({ dpop: (await loopProof(undefined, 'http://bench/auth/login')).proof });
+    if (unbound.token_type !== 'Bearer' || bound.token_type !== 'DPoP') throw new Error('loop renewals: not one of each');
+    return { unbound: { scheme: 'Bearer', token: unbound.access_token }, bound: { scheme: 'DPoP', token: bound.access_token } };
+  })();
+  return loopRenewalSet;
+}
 
 /**
  * Tokens for the loops, signed once per isolate: one, and more distinct ones than the
@@ -462,6 +520,8 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     const verified = await cache.verify(token, keyring, expect);
     if (!verified.ok) throw new Error('the loop token does not verify');
     const { claims } = verified;
+    const proof = await loopProof(token);
+    const renewals = await loopRenewals(c.env, c.executionCtx);
     const request = (path: string, presented: string) =>
       worker.fetch(new Request(`http://bench${path}`, { headers: { authorization: `Bearer ${presented}` } }), c.env, c.executionCtx);
     // The object side alone, called over RPC as the Worker calls it: an empty call, the floor's
@@ -514,6 +574,9 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
         case 'sign':
           ok += Number((await signAccessToken(claims, keyring)).length > 0);
           break;
+        case 'dpop-proof':
+          ok += Number((await verifyDpopProof(proof.proof, proof.expect)).ok);
+          break;
         case 'app-health':
           ok += Number((await worker.fetch(new Request('http://bench/health'), c.env, c.executionCtx)).ok);
           break;
@@ -526,6 +589,17 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
         case 'app-me-distinct':
           ok += Number((await request('/api/me', tokens.distinct[i % tokens.distinct.length]!)).ok);
           break;
+        case 'app-renew':
+        case 'app-renew-bound': {
+          const session = op === 'app-renew' ? renewals.unbound : renewals.bound;
+          const headers = { authorization: `${session.scheme} ${session.token}`, dpop: (await loopProof(session.token)).proof };
+          const response = await worker.fetch(new Request('http://bench/auth/renew', { method: 'POST', headers }), c.env, c.executionCtx);
+          if (response.ok) {
+            session.token = ((await response.json()) as { access_token: string }).access_token;
+            ok += 1;
+          }
+          break;
+        }
       }
     }
     return c.json({ op, n, ok });
@@ -553,6 +627,21 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
 /** Requests under this prefix are the Worker's own routes, served with the evictable user objects. */
 const EVICTABLE_PREFIX = '/bench/evictable';
 
+/**
+ * The env with HASH_BUDGET off, one object per env (so its config is parsed once, as the real
+ * one is): requests that carry `x-bench-hash-budget: off` run on it, so that one run can measure
+ * logins with and without the budget side by side. The budget itself is per isolate either way.
+ */
+const unbudgeted = new WeakMap<object, BenchEnv>();
+function withoutHashBudget(env: BenchEnv): BenchEnv {
+  let variant = unbudgeted.get(env);
+  if (!variant) {
+    variant = { ...env, HASH_BUDGET: 'off' };
+    unbudgeted.set(env, variant);
+  }
+  return variant;
+}
+
 export default {
   fetch(request, env, ctx) {
     if (!envsSeen.has(env)) {
@@ -568,6 +657,7 @@ export default {
       return worker.fetch(new Request(url, request), evictable(env), ctx);
     }
     if (pathname.startsWith('/bench/')) return bench.fetch(request, counted(env), ctx);
+    if (request.headers.get('x-bench-hash-budget') === 'off') return worker.fetch(request, withoutHashBudget(counted(env)), ctx);
     return worker.fetch(request, counted(env), ctx);
   },
 } satisfies ExportedHandler<BenchEnv>;

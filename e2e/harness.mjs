@@ -1,10 +1,11 @@
 // What the browser tests run against: latchkey under `npm start` with a short token lifetime,
 // two tiny page servers on other origins, and Debian's Chromium driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { base64url, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { chromium } from 'playwright-core';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -12,13 +13,20 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const ARTIFACTS = join(ROOT, 'test-results', 'browser');
 
 const env = (name, fallback) => Number(process.env[name] ?? fallback);
-/** Ports can be moved with LATCHKEY_E2E_PORT (and the three after it) and LATCHKEY_E2E_INSPECTOR_PORT. */
+/**
+ * Ports can be moved with LATCHKEY_E2E_PORT (and the four after it) and LATCHKEY_E2E_INSPECTOR_PORT
+ * (and the one after it). The command-line client's test (test/node/cli-client.test.ts) runs its
+ * own latchkey on `cli`, so that it never meets this suite's server.
+ */
 const API_PORT = env('LATCHKEY_E2E_PORT', 8801);
+const INSPECTOR_PORT = env('LATCHKEY_E2E_INSPECTOR_PORT', 9301);
 export const PORTS = {
   api: API_PORT,
-  inspector: env('LATCHKEY_E2E_INSPECTOR_PORT', 9301),
+  inspector: INSPECTOR_PORT,
   allowedPage: API_PORT + 1,
   otherPage: API_PORT + 2,
+  cli: API_PORT + 4,
+  cliInspector: INSPECTOR_PORT + 1,
 };
 export const API = `http://localhost:${PORTS.api}`;
 export const ALLOWED_PAGE = `http://localhost:${PORTS.allowedPage}`;
@@ -47,23 +55,33 @@ const CHROMIUM_FLAGS = [
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Starts `npm start` on this suite's ports and waits for /health. Its own process group, so that
- * `stop()` ends npm, wrangler and workerd together.
+ * Starts `npm start` on this suite's ports (or `port` and `inspectorPort`) and waits for /health.
+ * Its own process group, so that `stop()` ends npm, wrangler and workerd together. Tokens live
+ * `ttlSeconds` (keep it above REUSE_GRACE_SECONDS).
  */
-export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
+export async function startLatchkey({
+  startTimeoutMs = 120_000,
+  port = PORTS.api,
+  inspectorPort = PORTS.inspector,
+  ttlSeconds = TTL_SECONDS,
+  logName = 'latchkey.log',
+} = {}) {
   mkdirSync(ARTIFACTS, { recursive: true });
-  const logPath = join(ARTIFACTS, 'latchkey.log');
+  const logPath = join(ARTIFACTS, logName);
   const log = createWriteStream(logPath);
+  const api = `http://localhost:${port}`;
   const args = [
     'start',
     '--',
-    '--port', String(PORTS.api),
-    '--inspector-port', String(PORTS.inspector),
+    '--port', String(port),
+    '--inspector-port', String(inspectorPort),
     '--ip', '127.0.0.1',
-    '--var', `ACCESS_TOKEN_TTL:${TTL_SECONDS}`,
+    '--var', `ACCESS_TOKEN_TTL:${ttlSeconds}`,
     '--var', `REUSE_GRACE:${REUSE_GRACE_SECONDS}`,
-    '--var', `ISSUER:${API}`,
-    '--var', `ALLOWED_ORIGINS:${API},${ALLOWED_PAGE}`,
+    '--var', `ISSUER:${api}`,
+    '--var', `ALLOWED_ORIGINS:${api},${ALLOWED_PAGE}`,
+    // The demo page completes the emailed links, as it does under a plain `npm start`.
+    '--var', `APP_URL:${api}/`,
   ];
   const child = spawn('npm', args, {
     cwd: ROOT,
@@ -115,15 +133,42 @@ export async function startLatchkey({ startTimeoutMs = 120_000 } = {}) {
   while (Date.now() < deadline) {
     if (exited) throw new Error(`npm start exited before serving; see ${logPath}`);
     try {
-      const response = await fetch(`${API}/health`);
-      if (response.ok) return { stop, logPath };
+      const response = await fetch(`${api}/health`);
+      if (response.ok) return { stop, logPath, url: api, mailTo: (to, subject) => mailFromLog(logPath, to, subject) };
     } catch {
       // Not listening yet.
     }
     await sleep(250);
   }
   await stop();
-  throw new Error(`latchkey did not answer ${API}/health within ${startTimeoutMs / 1000} s; see ${logPath}`);
+  throw new Error(`latchkey did not answer ${api}/health within ${startTimeoutMs / 1000} s; see ${logPath}`);
+}
+
+/**
+ * The newest message to `to` with `subject` that latchkey sent, read from the file the local
+ * `send_email` binding wrote: wrangler dev logs "send_email binding called with the following
+ * message:" and the file's path on the next line. Waits for it (messages go out after the answer).
+ */
+async function mailFromLog(logPath, to, subject, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = readFileSync(logPath, 'utf8');
+    const paths = [...log.matchAll(/send_email binding called with the following message:\s+(\S+\.eml)/g)].map((match) => match[1]);
+    for (const path of paths.reverse()) {
+      const raw = readFileSync(path, 'utf8');
+      const header = (name) => new RegExp(`^${name}: (.*)$`, 'im').exec(raw)?.[1]?.trim();
+      if (header('To') === to && header('Subject') === subject) return { path, raw };
+    }
+    if (Date.now() > deadline) throw new Error(`no message "${subject}" to ${to} in ${logPath}`);
+    await sleep(200);
+  }
+}
+
+/** The link of `purpose` (verify, reset) in a message's plain-text part. */
+export function linkInMail(raw, purpose) {
+  const found = new RegExp(`(http\\S+#${purpose}=[A-Za-z0-9_-]{43})\\s`).exec(raw);
+  if (!found) throw new Error(`no ${purpose} link in the message`);
+  return found[1];
 }
 
 /** Launches Debian's Chromium, or fails saying how to get it. Never downloads a browser. */
@@ -168,17 +213,98 @@ export function newAccount(prefix = 'browser') {
   };
 }
 
-/** Counts POST /auth/renew requests the browser sends from any page of `context`. */
+/**
+ * Counts POST /auth/renew requests the browser sends from any page of `context`. Each answer is
+ * recorded with the request's DPoP proof (null without one), the answer's `token_type` and, in
+ * bearer mode, its token: read them once `settled()` has resolved.
+ */
 export function countRenewals(context) {
-  const counter = { count: 0, responses: [] };
+  const counter = { count: 0, responses: [], pending: [], settled: () => Promise.all(counter.pending) };
   context.on('request', (request) => {
     if (request.method() === 'POST' && new URL(request.url()).pathname === '/auth/renew') counter.count += 1;
   });
   context.on('response', (response) => {
     const request = response.request();
     if (request.method() === 'POST' && new URL(request.url()).pathname === '/auth/renew') {
-      counter.responses.push({ status: response.status(), url: response.url() });
+      const entry = { status: response.status(), url: response.url(), proof: null, tokenType: null, accessToken: null };
+      counter.responses.push(entry);
+      counter.pending.push(
+        (async () => {
+          entry.proof = (await request.allHeaders()).dpop ?? null;
+          const body = await response.json().catch(() => ({}));
+          entry.tokenType = body.token_type ?? null;
+          entry.accessToken = body.access_token ?? null;
+        })(),
+      );
     }
   });
   return counter;
+}
+
+/** The RFC 7638 thumbprint of the key that signed a DPoP proof (the `jwk` in its header). */
+export function proofKeyThumbprint(proof) {
+  return calculateJwkThumbprint(decodeProtectedHeader(proof).jwk);
+}
+
+/** The key a token is bound to (`cnf.jkt`), undefined for an unbound one. Read, not verified. */
+export function boundKeyOf(token) {
+  return decodeJwt(token).cnf?.jkt;
+}
+
+/**
+ * What a page of `origin` holds in IndexedDB as the browser client's key for `scope` (the client's
+ * mode and base URL), and what trying to export its private half gives, in the page itself.
+ */
+export function storedProofKey(page, scope) {
+  return page.evaluate(async (scope) => {
+    const done = (request) =>
+      new Promise((resolve, reject) => {
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+    const databases = await indexedDB.databases();
+    if (!databases.some((database) => database.name === 'latchkey')) return null;
+    const database = await done(indexedDB.open('latchkey'));
+    try {
+      if (!database.objectStoreNames.contains('dpop-keys')) return null;
+      const stored = await done(database.transaction('dpop-keys').objectStore('dpop-keys').get(scope));
+      if (!stored) return null;
+      const attempts = {};
+      for (const format of ['jwk', 'pkcs8']) {
+        try {
+          await crypto.subtle.exportKey(format, stored.privateKey);
+          attempts[format] = 'exported';
+        } catch (error) {
+          attempts[format] = error.name;
+        }
+      }
+      const { privateKey } = stored;
+      return {
+        jwk: stored.jwk,
+        isCryptoKey: privateKey instanceof CryptoKey,
+        type: privateKey.type,
+        extractable: privateKey.extractable,
+        algorithm: privateKey.algorithm,
+        export: attempts,
+      };
+    } finally {
+      database.close();
+    }
+  }, scope);
+}
+
+/** A key of this test process's: what someone holding a copied token but not the browser's key has. */
+export async function foreignProofKey() {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const { kty, crv, x, y } = await exportJWK(publicKey);
+  return { privateKey, jwk: { kty, crv, x, y } };
+}
+
+/** A well-formed DPoP proof for one request, signed by `key`, with `ath` over `token` when given. */
+export async function proofFor(key, { method, url, token }) {
+  const claims = { jti: crypto.randomUUID(), htm: method, htu: url };
+  if (token !== undefined) {
+    claims.ath = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
+  }
+  return new SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk }).setIssuedAt().sign(key.privateKey);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm run build:check`: bundles latchkey and the example resource Worker exactly as `wrangler
 // deploy` would (`--dry-run`: no account, no network), reports their sizes, and fails if a bundle
-// does not build or outgrows the Workers Free plan's limit. CI runs it.
+// does not build or outgrows the Workers Free plan's limit. latchkey is bundled with the
+// configuration `npm run deploy` uploads ([env.production]), so a binding missing from that
+// section fails here rather than at deploy time. CI runs it.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,17 +18,17 @@ const wrangler = join(root, 'node_modules', '.bin', 'wrangler');
 const GZIP_LIMIT_BYTES = 3 * 1024 * 1024;
 
 const WORKERS = [
-  { name: 'latchkey', config: 'wrangler.toml' },
-  { name: 'examples/resource-worker', config: 'examples/resource-worker/wrangler.toml' },
+  { name: 'latchkey', config: 'wrangler.toml', args: ['--env', 'production'] },
+  { name: 'examples/resource-worker', config: 'examples/resource-worker/wrangler.toml', args: [] },
 ];
 
 const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 const outRoot = mkdtempSync(join(tmpdir(), 'latchkey-build-'));
 let failed = false;
 try {
-  for (const { name, config } of WORKERS) {
+  for (const { name, config, args } of WORKERS) {
     const outdir = join(outRoot, name.replace(/\W+/g, '-'));
-    const result = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, '--config', config], {
+    const result = spawnSync(wrangler, ['deploy', '--dry-run', '--outdir', outdir, '--config', config, ...args], {
       cwd: root,
       env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
       encoding: 'utf8',

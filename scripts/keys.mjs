@@ -237,7 +237,7 @@ function main(argv) {
   console.log(`SIGNING_KEYS in ${values.file}:\n${describeKeys(next, policy).join('\n')}\n`);
   console.log('Local: restart `npm start` to load it.');
   console.log('Production (the value never appears on screen):');
-  console.log(`  node scripts/keys.mjs export --file ${values.file} | npx wrangler secret put SIGNING_KEYS`);
+  console.log(`  node scripts/keys.mjs export --file ${values.file} | npx wrangler secret put SIGNING_KEYS --env production`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

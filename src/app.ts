@@ -2,12 +2,16 @@ import { Hono } from 'hono';
 import { ApiError, ConfigError, problemResponse, StorageUnavailableError } from './errors';
 import { type AppEnv, keyringOf } from './http/context';
 import { cors } from './http/cors';
+import { serverDate } from './http/server-date';
 import { adminRoutes } from './routes/admin';
 import { apiRoutes } from './routes/api';
 import { authRoutes } from './routes/auth';
+import { recoveryRoutes } from './routes/recovery';
+import { passkeyRoutes } from './routes/passkeys';
 
 /** The Worker's routes. Every failure leaves as a problem document (errors.ts). */
 export const app = new Hono<AppEnv>()
+  .use(serverDate())
   .use(cors())
   .get('/health', (c) => c.json({ ok: true }))
   .get('/.well-known/jwks.json', async (c) => {
@@ -17,6 +21,8 @@ export const app = new Hono<AppEnv>()
     return c.body(keyring.jwksJson, 200, { 'content-type': 'application/json' });
   })
   .route('/auth', authRoutes)
+  .route('/auth', recoveryRoutes)
+  .route('/auth', passkeyRoutes)
   .route('/api', apiRoutes)
   .route('/admin', adminRoutes);
 

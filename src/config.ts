@@ -1,4 +1,5 @@
 import { ConfigError } from './errors';
+import { CLIENT_ID_PATTERN } from './tokens/claims';
 
 /**
  * Everything latchkey reads from `[vars]` and secrets, parsed and validated once per isolate.
@@ -9,13 +10,19 @@ export interface Config {
   issuer: string;
   /** `aud` of every token. */
   audience: string;
+  /**
+   * `client_id` of every token (RFC 9068 §2.2, which requires it). Latchkey has no client
+   * registration: every token is requested through its own login by the deployment's first-party
+   * app, so one identifier names that app. Default `latchkey`.
+   */
+  clientId: string;
   /** Lifetime of an access token. Default 300. */
   accessTokenTtlSeconds: number;
   /** How long after `exp` a token can still be renewed (idle limit). Default 14 days. */
   renewWindowSeconds: number;
   /** Absolute lifetime of a session since its login. Default 30 days. */
   sessionMaxAgeSeconds: number;
-  /** How long the previous generation still renews (PROTOCOL.md rule 6). Default 10. */
+  /** How long the previous generation still renews (PROTOCOL.md rule 6). Default 10; below `accessTokenTtlSeconds`. */
   reuseGraceSeconds: number;
   /** Shortest password accepted, in code points. Default 15. */
   passwordMinLength: number;
@@ -27,8 +34,45 @@ export interface Config {
   eventRetentionDays: number;
   /** At most this many security events are kept per user, the newest. Default 1000. */
   eventRetentionCount: number;
-  /** Exact origins browsers may call from. */
+  /** Exact origins browsers may call from: ALLOWED_ORIGINS, plus the dev server's own under `npm start`; also the only origins a passkey ceremony is accepted from. */
   allowedOrigins: readonly string[];
+  /** The sender of verification and reset messages: an address, optionally as `Name <address>`. */
+  emailFrom: { address: string; name: string | null };
+  /**
+   * The page that completes verification and reset: links are `APP_URL#verify=<token>` and
+   * `APP_URL#reset=<token>`. Configured, never taken from a request's Host header, which an
+   * attacker could set to their own site and so receive the token of the link they had mailed.
+   */
+  appUrl: string;
+  /** How long a password-reset link works. Default 1800 (30 minutes). */
+  resetTokenTtlSeconds: number;
+  /** How long an email-verification link works. Default 86400 (24 hours). */
+  verificationTokenTtlSeconds: number;
+  /** Refuse logins of accounts whose email is not verified (403 `email_unverified`). Default false. */
+  requireVerifiedEmail: boolean;
+  /**
+   * The WebAuthn relying party ID: the domain passkeys are scoped to (WebAuthn §5.1.1). Each
+   * origin that uses passkeys must be this host or a subdomain of it. Default `localhost`.
+   */
+  rpId: string;
+  /** The relying party's name, shown by some authenticators when a passkey is created. Default `latchkey`. */
+  rpName: string;
+  /**
+   * Whether the per-address request limits guard the routes that hash a password (the
+   * `ADDRESS_RATE_LIMITER` binding) and the passkey sign-in routes (`PASSKEY_RATE_LIMITER`).
+   * Default on; `off` is for test suites and load runs that sign many users in from one address,
+   * never for a deployment.
+   */
+  addressRateLimit: boolean;
+  /**
+   * Whether password hashing is held to its bounded share of the isolate (passwords/budget.ts).
+   * Default on; `off` is for test suites and load runs, never for a deployment.
+   */
+  hashBudget: boolean;
+  /** Whether every login must bind its session to a DPoP key (RFC 9449). Default false. */
+  requireDpop: boolean;
+  /** The port `npm start` serves on (LATCHKEY_DEV_SERVER_PORT); undefined everywhere else. */
+  devServerPort: number | undefined;
   /** Bearer token for /admin routes; undefined disables them. */
   adminToken: string | undefined;
   /** The raw private JWK set; parsed and imported by `tokens/keys.ts`. */
@@ -36,11 +80,25 @@ export interface Config {
 }
 
 /** The variables as Workers hands them over: everything may be missing or mistyped. */
-export type RawConfig = Partial<Record<keyof typeof DEFAULTS | 'SIGNING_KEYS' | 'ADMIN_TOKEN', unknown>>;
+export type RawConfig = Partial<
+  Record<keyof typeof DEFAULTS | 'SIGNING_KEYS' | 'ADMIN_TOKEN' | typeof DEV_SERVER_PORT, unknown>
+>;
+
+/**
+ * Set only by `npm start` (scripts/start.mjs passes `--var` with the port it hands to `wrangler
+ * dev`), so that the demo page works on whatever port the server runs, without editing
+ * ALLOWED_ORIGINS. It is in no wrangler.toml section, and `wrangler dev --var` reaches no deployed
+ * Worker; `npm run deploy` refuses a configuration that sets it. It can only ever add loopback
+ * origins, and even if a deployed Worker had it, a page on the visitor's own machine would gain
+ * nothing: latchkey's cookie is SameSite=Strict, so a browser never sends it from localhost to
+ * another site.
+ */
+export const DEV_SERVER_PORT = 'LATCHKEY_DEV_SERVER_PORT';
 
 const DEFAULTS = {
   ISSUER: 'http://localhost:8787',
   AUDIENCE: 'latchkey',
+  CLIENT_ID: 'latchkey',
   ACCESS_TOKEN_TTL: '300',
   RENEW_WINDOW: '1209600',
   SESSION_MAX_AGE: '2592000',
@@ -49,8 +107,18 @@ const DEFAULTS = {
   LOGIN_MAX_FAILURES: '5',
   LOGIN_LOCKOUT: '900',
   ALLOWED_ORIGINS: 'http://localhost:8787',
+  EMAIL_FROM: 'latchkey <no-reply@localhost>',
+  APP_URL: 'http://localhost:8787/',
+  RESET_TOKEN_TTL: '1800',
+  VERIFICATION_TOKEN_TTL: '86400',
+  REQUIRE_VERIFIED_EMAIL: 'false',
+  RP_ID: 'localhost',
+  RP_NAME: 'latchkey',
   EVENT_RETENTION_DAYS: '365',
   EVENT_RETENTION_COUNT: '1000',
+  ADDRESS_RATE_LIMIT: 'on',
+  HASH_BUDGET: 'on',
+  REQUIRE_DPOP: 'false',
 } as const;
 
 const DAY = 86_400;
@@ -68,6 +136,57 @@ function wholeNumber(raw: RawConfig, name: keyof typeof DEFAULTS, min: number, m
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
   return parsed;
+}
+
+/** A test-only switch: `on` or `off`, nothing else, so a typo cannot silently turn a defence off. */
+function onOff(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
+  const value = text(raw, name);
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`${name} must be "on" or "off", got ${JSON.stringify(value)}`);
+  return value === 'on';
+}
+
+function trueFalse(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
+  const value = text(raw, name);
+  if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be "true" or "false", got ${JSON.stringify(value)}`);
+  return value === 'true';
+}
+
+// No whitespace, angle brackets, quotes or commas in an address: it goes into a mail header as is.
+const MAIL_ADDRESS = /^[^\s<>@",;\p{Cc}]+@[^\s<>@",;\p{Cc}]+$/u;
+// A display name of printable ASCII without quotes, brackets or backslashes: no encoding needed.
+const MAIL_NAME = /^[\x20-\x7e]+$/;
+
+function emailFrom(raw: RawConfig): Config['emailFrom'] {
+  const value = text(raw, 'EMAIL_FROM');
+  const named = /^(.*?)\s*<([^<>]*)>$/.exec(value);
+  const address = named ? (named[2] as string) : value;
+  const name = named ? (named[1] as string).trim() : null;
+  if (!MAIL_ADDRESS.test(address) || (name !== null && (name === '' || !MAIL_NAME.test(name) || /["<>\\]/.test(name)))) {
+    throw new ConfigError(
+      `EMAIL_FROM must be an address such as no-reply@example.com, or "Name <no-reply@example.com>", got ${JSON.stringify(value)}`,
+    );
+  }
+  return { address, name };
+}
+
+const MAX_APP_URL_LENGTH = 512;
+
+function appUrl(raw: RawConfig): string {
+  const value = text(raw, 'APP_URL');
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.hash !== '' || value.includes('#') || parsed.username || parsed.password) {
+    throw new ConfigError(
+      `APP_URL must be an http(s) URL without a fragment or credentials, such as https://app.example.com/account, got ${JSON.stringify(value)}`,
+    );
+  }
+  // Links go into mail bodies as one line each, and a mail line is at most 998 octets.
+  if (parsed.href.length > MAX_APP_URL_LENGTH) throw new ConfigError(`APP_URL must be at most ${MAX_APP_URL_LENGTH} characters`);
+  return parsed.href;
 }
 
 function origins(value: string): string[] {
@@ -89,22 +208,76 @@ function origins(value: string): string[] {
   });
 }
 
+/** `http://localhost:PORT` and `http://127.0.0.1:PORT`: the two names a browser uses for the dev server. */
+export function devServerOrigins(port: number): string[] {
+  return [`http://localhost:${port}`, `http://127.0.0.1:${port}`];
+}
+
+function devServerPort(raw: RawConfig): number | undefined {
+  const value = raw[DEV_SERVER_PORT];
+  if (value === undefined || value === '') return undefined;
+  const parsed = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65_535) {
+    throw new ConfigError(`${DEV_SERVER_PORT} must be a TCP port from 1 to 65535, got ${JSON.stringify(value)}`);
+  }
+  return parsed;
+}
+
+// A lower-case DNS name: labels of letters, digits and inner hyphens. No scheme, port, path or IP
+// address: browsers accept only a registrable domain suffix of the page's host as an RP ID.
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function relyingPartyId(value: string): string {
+  if (!DOMAIN_NAME.test(value) || /^[\d.]+$/.test(value)) {
+    throw new ConfigError(`RP_ID must be a lower-case domain name such as example.com (no scheme or port), got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 /** Parses and validates the configuration, throwing `ConfigError` with the variable's name. */
 export function parseConfig(raw: RawConfig): Config {
   const issuer = text(raw, 'ISSUER');
   const audience = text(raw, 'AUDIENCE');
   if (issuer === '') throw new ConfigError('ISSUER must not be empty');
   if (audience === '') throw new ConfigError('AUDIENCE must not be empty');
+  const clientId = text(raw, 'CLIENT_ID');
+  if (!CLIENT_ID_PATTERN.test(clientId)) {
+    throw new ConfigError(`CLIENT_ID must be 1 to 128 visible ASCII characters without spaces, got ${JSON.stringify(clientId)}`);
+  }
   const accessTokenTtlSeconds = wholeNumber(raw, 'ACCESS_TOKEN_TTL', 1, DAY);
   const renewWindowSeconds = wholeNumber(raw, 'RENEW_WINDOW', 0, 366 * DAY);
   const sessionMaxAgeSeconds = wholeNumber(raw, 'SESSION_MAX_AGE', accessTokenTtlSeconds, 3660 * DAY);
   const reuseGraceSeconds = wholeNumber(raw, 'REUSE_GRACE', 0, 300);
+  // Rule 6 answers a retry with the current generation's token, minted up to REUSE_GRACE ago. A
+  // grace as long as the token's life hands back tokens that are already expired, and it makes
+  // theft detection's blind spot (a replay of the previous token is answered, not detected)
+  // outlast the very token that was stolen. No setting wants that, so it stops the Worker from
+  // loading like any other bad value, rather than a warning in a log nobody reads.
+  if (reuseGraceSeconds >= accessTokenTtlSeconds) {
+    throw new ConfigError(
+      `REUSE_GRACE must be below ACCESS_TOKEN_TTL, got REUSE_GRACE=${reuseGraceSeconds} and ACCESS_TOKEN_TTL=${accessTokenTtlSeconds}: a renewal answered within the grace window would hand back an already expired token. Lower REUSE_GRACE too (e.g. REUSE_GRACE=${Math.max(0, Math.floor(accessTokenTtlSeconds / 2))})`,
+    );
+  }
   const passwordMinLength = wholeNumber(raw, 'PASSWORD_MIN_LENGTH', 8, 256);
   const loginMaxFailures = wholeNumber(raw, 'LOGIN_MAX_FAILURES', 1, 1000);
   const loginLockoutSeconds = wholeNumber(raw, 'LOGIN_LOCKOUT', 1, 7 * DAY);
-  const allowedOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
+  const explicitOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
+  const devPort = devServerPort(raw);
+  const allowedOrigins =
+    devPort === undefined ? explicitOrigins : [...new Set([...explicitOrigins, ...devServerOrigins(devPort)])];
+  const emailFromAddress = emailFrom(raw);
+  const appUrlValue = appUrl(raw);
+  const resetTokenTtlSeconds = wholeNumber(raw, 'RESET_TOKEN_TTL', 60, DAY);
+  const verificationTokenTtlSeconds = wholeNumber(raw, 'VERIFICATION_TOKEN_TTL', 300, 30 * DAY);
+  const requireVerifiedEmail = trueFalse(raw, 'REQUIRE_VERIFIED_EMAIL');
+  const rpId = relyingPartyId(text(raw, 'RP_ID'));
+  const rpName = text(raw, 'RP_NAME');
+  if (rpName === '' || [...rpName].length > 64) throw new ConfigError('RP_NAME must be 1 to 64 characters');
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
+  const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
+  const hashBudget = onOff(raw, 'HASH_BUDGET');
+  const requireDpop = trueFalse(raw, 'REQUIRE_DPOP');
 
   const signingKeysJson = raw.SIGNING_KEYS;
   if (typeof signingKeysJson !== 'string' || signingKeysJson.trim() === '') {
@@ -124,6 +297,7 @@ export function parseConfig(raw: RawConfig): Config {
   return {
     issuer,
     audience,
+    clientId,
     accessTokenTtlSeconds,
     renewWindowSeconds,
     sessionMaxAgeSeconds,
@@ -134,6 +308,17 @@ export function parseConfig(raw: RawConfig): Config {
     eventRetentionDays,
     eventRetentionCount,
     allowedOrigins,
+    emailFrom: emailFromAddress,
+    appUrl: appUrlValue,
+    resetTokenTtlSeconds,
+    verificationTokenTtlSeconds,
+    requireVerifiedEmail,
+    rpId,
+    rpName,
+    addressRateLimit,
+    hashBudget,
+    requireDpop,
+    devServerPort: devPort,
     adminToken,
     signingKeysJson,
   };

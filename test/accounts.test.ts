@@ -132,7 +132,7 @@ describe('login', () => {
     expect(token).toMatchObject({ token_type: 'Bearer', expires_in: 300 });
     const claims = claimsOf(token.access_token);
     expect(claims).toMatchObject({ iss: 'http://localhost:8787', aud: 'latchkey', sub: id, sid: token.session_id, gen: 1 });
-    expect(Object.keys(claims).sort()).toEqual(['aud', 'exp', 'gen', 'iat', 'iss', 'jti', 'sid', 'sub']);
+    expect(Object.keys(claims).sort()).toEqual(['aud', 'client_id', 'email_verified', 'exp', 'gen', 'iat', 'iss', 'jti', 'sid', 'sub']);
     expect(token.access_token).not.toContain(btoa(email).slice(0, 10));
     const header = JSON.parse(atob((token.access_token.split('.')[0] as string).replace(/-/g, '+').replace(/_/g, '/')));
     expect(header).toMatchObject({ alg: 'EdDSA', typ: 'at+jwt' });

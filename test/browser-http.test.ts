@@ -95,6 +95,8 @@ describe('CORS', () => {
     expect(response.headers.get('access-control-allow-origin')).toBe(ALLOWED);
     expect(response.headers.get('access-control-expose-headers')).toMatch(/WWW-Authenticate/);
     expect(response.headers.get('access-control-expose-headers')).toMatch(/Retry-After/);
+    // The browser client dates its DPoP proofs by the server's clock, read from Date.
+    expect(response.headers.get('access-control-expose-headers')).toMatch(/\bDate\b/);
   });
 
   it.each([
@@ -124,7 +126,7 @@ describe('CORS', () => {
     const methods = (response.headers.get('access-control-allow-methods') ?? '').split(/,\s*/);
     expect(methods).toEqual(expect.arrayContaining(['GET', 'POST', 'DELETE']));
     const headers = (response.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/,\s*/);
-    expect(headers).toEqual(expect.arrayContaining(['authorization', 'content-type']));
+    expect(headers).toEqual(expect.arrayContaining(['authorization', 'content-type', 'dpop']));
     expect(Number(response.headers.get('access-control-max-age'))).toBeGreaterThan(0);
     expect(response.headers.get('vary')).toMatch(/\bOrigin\b/);
   });
@@ -137,6 +139,20 @@ describe('CORS', () => {
     expect(response.status).toBe(204);
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
     expect(response.headers.get('access-control-allow-methods')).toBeNull();
+  });
+});
+
+describe("the server's clock on every answer", () => {
+  it('states latchkey\'s own clock as Date, on successes and problem documents alike: DPoP clients date proofs by it', async () => {
+    const at = Date.UTC(2026, 5, 1, 12, 0, 0);
+    testClock.set(at);
+    try {
+      for (const response of [await call('/health'), await call('/api/me'), await call('/no/such/route')]) {
+        expect(response.headers.get('date')).toBe('Mon, 01 Jun 2026 12:00:00 GMT');
+      }
+    } finally {
+      testClock.reset();
+    }
   });
 });
 

@@ -1,7 +1,6 @@
 import { abortAllDurableObjects, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { Store } from '../src/storage/store';
-import type { UserAuthority } from '../src/user-authority/object';
+import { UserAuthority } from '../src/user-authority/object';
 
 /**
  * When a matching statement runs: fail before it reaches D1; fail inside D1 in the middle of its
@@ -110,10 +109,72 @@ export async function evictUserObjects(): Promise<void> {
   await abortAllDurableObjects();
 }
 
-/** Swaps the D1 that the user's object writes through; `undefined` restores the real one. */
-export async function setAuthorityD1(userId: string, db: D1Database | undefined): Promise<void> {
-  await runInDurableObject(authorityStub(userId), (instance) => {
-    (instance as unknown as { store: Store }).store = new Store(db ?? env.DB);
+/**
+ * A `USER_AUTHORITY` binding for the Worker's fetch (test/direct.ts) whose objects reach D1
+ * through `db`. The object keeps its D1 in a `#private` field, so nothing is overwritten: each
+ * call runs, inside the user's real object (`runInDurableObject`), on a fresh `UserAuthority`
+ * constructed over the same storage with an env whose `DB` is `db`. Storage, alarm and
+ * everything persisted are the real object's; only the D1 it talks to differs. Every call's
+ * method name is appended to `calls` when given.
+ *
+ * Unlike the platform's stub, arguments and results are not copied, and calls through two such
+ * stubs are not queued behind each other (`#exclusive` is per instance); tests that race calls use
+ * the real stub for one side.
+ */
+export function authorityNamespace(db: D1Database, calls?: string[]): DurableObjectNamespace<UserAuthority> {
+  const real = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  const objectEnv = { ...env, DB: db } as Env;
+  return new Proxy(real, {
+    get(target, property) {
+      if (property === 'get') {
+        return (id: DurableObjectId) => authorityOver(target.get(id), objectEnv, calls);
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The user's object as `authorityNamespace(db)` reaches it: its own storage, `db` as its D1. */
+export function authorityStubWith(userId: string, db: D1Database, calls?: string[]): DurableObjectStub<UserAuthority> {
+  const namespace = authorityNamespace(db, calls);
+  return namespace.get(namespace.idFromName(userId));
+}
+
+/**
+ * Runs the object's alarm handler as the platform would, but with `db` as its D1 (D1 still down,
+ * say). The platform removes a due alarm before running the handler: call `clearAlarm` first.
+ */
+export function runAlarmWith(userId: string, db: D1Database): Promise<void> {
+  const objectEnv = { ...env, DB: db } as Env;
+  return runInDurableObject(authorityStub(userId), (_instance, state) => new UserAuthority(state, objectEnv).alarm());
+}
+
+/** The Worker's bindings with `db` as D1 for the Worker and for the user objects it calls. */
+export function bindingsWith(db: D1Database, calls?: string[]): Env {
+  return { ...env, DB: db, USER_AUTHORITY: authorityNamespace(db, calls) } as unknown as Env;
+}
+
+function authorityOver(
+  stub: DurableObjectStub<UserAuthority>,
+  objectEnv: Env,
+  calls: string[] | undefined,
+): DurableObjectStub<UserAuthority> {
+  const api = UserAuthority.prototype as unknown as Record<string, unknown>;
+  return new Proxy(stub, {
+    get(target, property) {
+      if (typeof property !== 'string' || property === 'constructor' || typeof api[property] !== 'function') {
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        calls?.push(property);
+        return runInDurableObject(target, (_instance, state) => {
+          const fresh = new UserAuthority(state, objectEnv) as unknown as Record<string, (...a: unknown[]) => unknown>;
+          return (fresh[property] as (...a: unknown[]) => unknown).apply(fresh, args);
+        });
+      };
+    },
   });
 }
 
@@ -136,5 +197,46 @@ export class StatementFaults {
     const index = this.seen.push(sql) - 1;
     if (inBatch) this.batched.add(index);
     return index === this.failAt ? this.timing : undefined;
+  };
+}
+
+/**
+ * A D1Database that holds the first statement or batch any of whose SQL matches `holds` until
+ * `release()`, to run something else while a request waits on D1. `reached()` resolves once it is
+ * held, and rejects if nothing matching is sent within 5 s. Both sides wait by polling a flag with timers rather than on a promise the other side
+ * resolves: a promise settled from another Durable Object's context would run the waiter's
+ * continuation in that context, and workerd refuses I/O objects used across contexts.
+ */
+export function heldD1(
+  db: D1Database,
+  holds: (sql: string) => boolean,
+): { db: D1Database; reached(): Promise<void>; release(): void } {
+  const state = { held: false, released: false };
+  const until = async (done: () => boolean, limitMs = Number.POSITIVE_INFINITY) => {
+    for (let waited = 0; !done(); waited += 5) {
+      if (waited >= limitMs) throw new Error('heldD1: no matching statement was sent');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+  const hold = async (sqls: string[]) => {
+    if (state.held || !sqls.some(holds)) return;
+    state.held = true;
+    await until(() => state.released);
+  };
+  return {
+    reached: () => until(() => state.held, 5000),
+    release: () => {
+      state.released = true;
+    },
+    db: interceptD1(db, {
+      async statement(sql, method, real, args) {
+        await hold([sql]);
+        return runStatement(real, method, args);
+      },
+      async batch(sqls, execute) {
+        await hold(sqls);
+        return execute();
+      },
+    }),
   };
 }

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { runInDurableObject } from 'cloudflare:test';
-import { UserRecords } from '../src/storage/user-records';
+import { USER_SCHEMA_VERSION, UserRecords } from '../src/storage/user-records';
 import { authorityStub } from './faults';
 import { app } from '../src/app';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
@@ -50,9 +50,28 @@ describe("the user object's schema", () => {
       new UserRecords(state.storage.sql).migrate();
       return { first, again: read(), sessions: state.storage.sql.exec('SELECT id FROM sessions').toArray().length };
     });
-    expect(versions.first).toEqual([{ version: 1 }]);
-    expect(versions.again).toEqual([{ version: 1 }]);
+    expect(versions.first).toEqual([{ version: USER_SCHEMA_VERSION }]);
+    expect(versions.again).toEqual([{ version: USER_SCHEMA_VERSION }]);
     expect(versions.sessions).toBe(1);
+    expect(USER_SCHEMA_VERSION).toBeGreaterThanOrEqual(2);
+  });
+
+  it('an object made before passkeys gains the registration challenges table, keeping its records', async () => {
+    const { id } = await register();
+    await login((await emailOf(id)) as string);
+    const upgraded = await runInDurableObject(authorityStub(id), (_instance, state) => {
+      const sql = state.storage.sql;
+      // The storage as the version before passkeys (the newest migration) left it.
+      sql.exec('DROP TABLE passkey_challenges');
+      sql.exec('UPDATE schema_version SET version = ?', USER_SCHEMA_VERSION - 1);
+      new UserRecords(sql).migrate();
+      sql.exec("INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES ('c', 's', 1)");
+      return {
+        version: sql.exec<{ version: number }>('SELECT version FROM schema_version').one().version,
+        sessions: sql.exec('SELECT id FROM sessions').toArray().length,
+      };
+    });
+    expect(upgraded).toEqual({ version: USER_SCHEMA_VERSION, sessions: 1 });
   });
 });
 

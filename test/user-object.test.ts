@@ -11,7 +11,7 @@ import { parseConfig } from '../src/config';
 import worker from '../src/index';
 import { authorityNamespaceWith } from './authority-with';
 import { direct } from './direct';
-import { authorityStub, faultyD1 } from './faults';
+import { authorityStub, faultyD1, interceptD1, runStatement } from './faults';
 import {
   call,
   claimsOf,
@@ -47,6 +47,8 @@ describe('the RPC surface is exactly the public API', () => {
     'deliver',
     'decideAndPersist',
     'newSession',
+    'openSession',
+    'liveSession',
     'currentClaims',
     'env',
     'ctx',
@@ -114,6 +116,36 @@ describe('protocol details decided on the object records', () => {
     const hash = await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?1').bind(id).first<{ password_hash: string }>();
     expect(hash?.password_hash).toBeDefined();
     await login(email, PASSWORD);
+  });
+
+  it('a theft detected while a login waits on D1 is not undone when the login is recorded', async () => {
+    const email = uniqueEmail();
+    await register(email);
+    const other = await login(email, PASSWORD, 'other');
+    // The last login: a superseded token of it is theft of user scope (rule 7).
+    const victim = await login(email, PASSWORD, 'victim');
+    await renewOk(victim.access_token);
+    testClock.advance(GRACE_MS);
+    let replayed: { status: number; body: string } | undefined;
+    const slow = interceptD1(env.DB, {
+      statement: (_sql, method, real, args) => runStatement(real, method, args),
+      async batch(sqls, execute) {
+        // The replay lands while the login's D1 batch is on its way.
+        if (!replayed && sqls.some((sql) => sql.includes('INSERT INTO sessions'))) {
+          const answer = await renew(victim.access_token);
+          replayed = { status: answer.status, body: await answer.text() };
+        }
+        return execute();
+      },
+    });
+    const third = await direct('/auth/login', { method: 'POST', json: { email, password: PASSWORD } }, {
+      ...env,
+      USER_AUTHORITY: authorityNamespaceWith({ ...env, DB: slow }),
+    });
+    expect(replayed).toMatchObject({ status: 401, body: expect.stringContaining('"token_reused"') });
+    expect(third.status).toBe(200);
+    // Every session logged in before the detection stays revoked in the object, which decides renewals.
+    await expectProblem(await renew(other.access_token), 401, 'session_revoked');
   });
 
   it('the sessions list shows every live session, however many ended ones are newer', async () => {

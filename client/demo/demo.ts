@@ -1,6 +1,14 @@
 // The demo page at /. It uses the very client the Worker serves at /client.js (not a bundled
 // copy), so what the page shows is what an app embedding the client gets.
-import { createClient, type LatchkeyClient, LatchkeyError, type Mode } from '../src/index.js';
+import {
+  createClient,
+  type LatchkeyClient,
+  LatchkeyError,
+  type Mode,
+  type PasskeyInfo,
+  passkeyAutofillSupported,
+  passkeysSupported,
+} from '../src/index.js';
 
 const MODE_KEY = 'latchkey-demo:mode';
 
@@ -36,6 +44,11 @@ const activity = element('activity');
 const replayButton = element<HTMLButtonElement>('replay');
 const replayNote = element('replay-note');
 const replayResult = element('replay-result');
+const resetForm = element<HTMLFormElement>('reset-form');
+const emailStatus = element('email-status');
+const resendButton = element<HTMLButtonElement>('resend-verification');
+const signinForm = element<HTMLFormElement>('signin-form');
+const passkeyButton = element<HTMLButtonElement>('passkey-signin');
 
 let client!: LatchkeyClient;
 let renewedHere = 0;
@@ -46,6 +59,8 @@ let tokensSeen: string[] = [];
 let replayOutcome = '';
 /** The lifetime of the newest token, for the progress bar. */
 let lifetimeMs = 1;
+/** The pending conditional passkey request (the email field's autofill), while signed out. */
+let autofill: AbortController | null = null;
 
 function clock(): string {
   return new Date().toLocaleTimeString();
@@ -70,6 +85,36 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** A WebAuthn ceremony that ended because another one started, or because the page stopped it. */
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && error.name === 'AbortError';
+}
+
+function disarmPasskeyAutofill(): void {
+  autofill?.abort();
+  autofill = null;
+  delete signinForm.dataset.passkeyAutofill;
+}
+
+/**
+ * Offers the passkeys of this site in the email field's autofill (conditional mediation) while
+ * signed out. Picking one signs in; the client keeps the request fresh however long the page waits.
+ */
+async function armPasskeyAutofill(): Promise<void> {
+  disarmPasskeyAutofill();
+  const controller = new AbortController();
+  autofill = controller;
+  if (!passkeysSupported() || !(await passkeyAutofillSupported()) || controller.signal.aborted) return;
+  signinForm.dataset.passkeyAutofill = 'armed';
+  try {
+    await client.loginWithPasskey({ conditional: true, signal: controller.signal });
+  } catch (error) {
+    if (controller.signal.aborted || isAbort(error)) return;
+    say(`Passkey sign-in failed: ${describe(error)}`, 'error');
+    if (autofill === controller && !client.signedIn) void armPasskeyAutofill();
+  }
+}
+
 function rememberToken(): void {
   const token = client.accessToken;
   if (token && tokensSeen[tokensSeen.length - 1] !== token) tokensSeen.push(token);
@@ -78,7 +123,7 @@ function rememberToken(): void {
     client.mode === 'bearer'
       ? tokensSeen.length < 2
         ? 'Wait for a renewal (or press "Renew now"): there is no old token yet.'
-        : `This tab has seen ${tokensSeen.length} tokens of this session; the oldest will be replayed.`
+        : `This tab has seen ${tokensSeen.length} tokens of this session; the oldest will be replayed, as a copy without this browser's key would be.`
       : 'In cookie mode this page cannot read any token: that is the point of an HttpOnly cookie. Sign in with page memory to try it.';
 }
 
@@ -91,13 +136,18 @@ function showState(state: 'signed-in' | 'signed-out'): void {
 
 async function refreshAccount(): Promise<void> {
   const response = await client.fetch('/api/account');
-  if (response.ok) element('account-email').textContent = ((await response.json()) as { email: string }).email;
+  if (!response.ok) return;
+  const account = (await response.json()) as { email: string; email_verified: boolean };
+  element('account-email').textContent = account.email;
+  emailStatus.textContent = account.email_verified ? 'verified' : 'not verified yet: follow the link mailed to it';
+  emailStatus.dataset.verified = String(account.email_verified);
+  resendButton.hidden = account.email_verified;
 }
 
 async function refreshLists(): Promise<void> {
   if (!client.signedIn) return;
   try {
-    const [sessions, events] = await Promise.all([client.sessions(), client.events()]);
+    const [sessions, events] = await Promise.all([client.sessions(), client.events(), refreshPasskeys()]);
     const body = element('sessions');
     body.replaceChildren(
       ...sessions.map((session) => {
@@ -137,11 +187,56 @@ async function refreshLists(): Promise<void> {
         if (event.session_id) item.append(` session ${event.session_id.slice(0, 8)}`);
         const scope = event.detail?.scope;
         if (typeof scope === 'string') item.append(`, scope: ${scope}`);
+        const method = event.detail?.method;
+        if (typeof method === 'string') item.append(`, with a ${method}`);
         return item;
       }),
     );
   } catch (error) {
     log(`Could not load the lists: ${describe(error)}`);
+  }
+}
+
+function passkeyRow(passkey: PasskeyInfo): HTMLTableRowElement {
+  const row = document.createElement('tr');
+  const label = passkey.name ?? 'Unnamed passkey';
+  const cells = [
+    label,
+    new Date(passkey.created_at).toLocaleString(),
+    passkey.last_used_at ? new Date(passkey.last_used_at).toLocaleString() : 'never',
+    passkey.device_type === 'multiDevice' ? (passkey.backed_up ? 'synced' : 'can sync') : 'this device only',
+  ].map((text) => {
+    const cell = document.createElement('td');
+    cell.textContent = text;
+    return cell;
+  });
+  const actionCell = document.createElement('td');
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'danger small';
+  remove.textContent = 'Remove';
+  remove.setAttribute('aria-label', `Remove the passkey ${label}`);
+  remove.addEventListener('click', () => void removePasskey(passkey));
+  actionCell.append(remove);
+  row.dataset.passkeyId = passkey.id;
+  row.append(...cells, actionCell);
+  return row;
+}
+
+async function refreshPasskeys(): Promise<void> {
+  const passkeys = await client.passkeys();
+  element('passkeys').replaceChildren(...passkeys.map(passkeyRow));
+  element('passkeys-table').hidden = passkeys.length === 0;
+  element('passkeys-empty').hidden = passkeys.length > 0;
+}
+
+async function removePasskey(passkey: PasskeyInfo): Promise<void> {
+  try {
+    await client.removePasskey(passkey.id);
+    log(`Removed the passkey ${passkey.name ?? passkey.id.slice(0, 8)}.`);
+    await refreshLists();
+  } catch (error) {
+    log(`Removing the passkey failed: ${describe(error)}`);
   }
 }
 
@@ -156,6 +251,7 @@ async function revokeSession(sessionId: string): Promise<void> {
 }
 
 function onSignedIn(): void {
+  disarmPasskeyAutofill();
   reasonBox.hidden = true;
   reasonBox.textContent = '';
   delete reasonBox.dataset.code;
@@ -179,7 +275,11 @@ function makeClient(mode: Mode): LatchkeyClient {
         ? 'Signed in by another tab of this browser.'
         : event.detail.via === 'resume'
           ? 'Picked up the existing sign-in.'
-          : 'Signed in.',
+          : event.detail.via === 'reset'
+            ? 'Password reset: signed in here, signed out everywhere else.'
+            : event.detail.via === 'passkey'
+              ? 'Signed in with a passkey.'
+              : 'Signed in.',
     );
     onSignedIn();
   });
@@ -202,6 +302,7 @@ function makeClient(mode: Mode): LatchkeyClient {
     tokensSeen = [];
     log(`Signed out: ${code}.`);
     showState('signed-out');
+    void armPasskeyAutofill();
   });
   return made;
 }
@@ -235,9 +336,39 @@ element<HTMLFormElement>('signup-form').addEventListener('submit', (event) => {
   void run(async () => {
     const user = await client.register(String(data.get('email')), String(data.get('password')));
     form.reset();
-    say(`Account created for ${user.email}. Sign in below.`);
+    say(
+      `Account created for ${user.email}. Sign in below. A link to confirm the address is on its way (running locally, the terminal running npm start shows the path of the message file).`,
+    );
     element<HTMLInputElement>('signin-email').value = user.email;
     element<HTMLInputElement>('signin-password').focus();
+  }, form.querySelector('button'));
+});
+
+passkeyButton.addEventListener('click', () => {
+  void run(async () => {
+    useMode(selectedMode(signinForm));
+    // The dialog's ceremony replaces the autofill's; the autofill is offered again if it fails.
+    disarmPasskeyAutofill();
+    try {
+      await client.loginWithPasskey();
+    } catch (error) {
+      if (!client.signedIn) void armPasskeyAutofill();
+      if (error instanceof Error && error.name === 'NotAllowedError') throw new Error('No passkey was chosen.');
+      throw error;
+    }
+  }, passkeyButton);
+});
+
+element<HTMLFormElement>('passkey-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const name = String(new FormData(form).get('name') ?? '').trim();
+  void run(async () => {
+    const passkey = await client.registerPasskey(name === '' ? undefined : name);
+    form.reset();
+    log(`Added the passkey ${passkey.name ?? passkey.id.slice(0, 8)}.`);
+    say('Passkey added: next time, sign in with it instead of the password.');
+    await refreshLists();
   }, form.querySelector('button'));
 });
 
@@ -251,6 +382,68 @@ element<HTMLFormElement>('signin-form').addEventListener('submit', (event) => {
     form.reset();
     (form.querySelector(`input[value="${client.mode}"]`) as HTMLInputElement | null)?.click();
   }, form.querySelector('button'));
+});
+
+element<HTMLFormElement>('forgot-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const data = new FormData(form);
+  void run(async () => {
+    await client.forgotPassword(String(data.get('email')));
+    form.reset();
+    say('If an account uses this address, a link to reset its password is on its way. It works once, for a limited time.');
+  }, form.querySelector('button'));
+});
+
+resetForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const token = resetForm.dataset.token ?? '';
+  const data = new FormData(resetForm);
+  void run(async () => {
+    await client.resetPassword(token, String(data.get('password')));
+    resetForm.reset();
+    resetForm.hidden = true;
+    delete resetForm.dataset.token;
+    say('Password changed. Every other session of the account has ended.');
+  }, resetForm.querySelector('button'));
+});
+
+resendButton.addEventListener('click', () => {
+  void run(async () => {
+    await client.resendVerification();
+    say('A new verification link is on its way.');
+  }, resendButton);
+});
+
+/**
+ * The links latchkey mails point here (APP_URL): `#verify=<token>` or `#reset=<token>`. The token
+ * is taken out of the address bar at once, so it stays out of the history, bookmarks and
+ * screenshots; it was never sent to any server, being in the fragment.
+ */
+function takeLinkToken(): { purpose: 'verify' | 'reset'; token: string } | null {
+  const found = /^#(verify|reset)=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (!found) return null;
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+  return { purpose: found[1] as 'verify' | 'reset', token: found[2] as string };
+}
+
+async function followLink(link: { purpose: 'verify' | 'reset'; token: string }): Promise<void> {
+  if (link.purpose === 'reset') {
+    resetForm.dataset.token = link.token;
+    resetForm.hidden = false;
+    element<HTMLInputElement>('reset-password').focus();
+    return;
+  }
+  await run(async () => {
+    await client.verifyEmail(link.token);
+    say('Email address verified. Thank you.');
+    if (client.signedIn) await refreshAccount();
+  }, null);
+}
+
+window.addEventListener('hashchange', () => {
+  const link = takeLinkToken();
+  if (link) void followLink(link);
 });
 
 element('renew-now').addEventListener('click', (event) => {
@@ -274,6 +467,7 @@ replayButton.addEventListener('click', () => {
     const oldest = tokensSeen[0];
     if (!oldest) return;
     // Deliberately outside the client: this is what an attacker holding a copied token would do.
+    // It has the token but not this browser's key, so it sends no proof.
     const response = await fetch('/auth/renew', {
       method: 'POST',
       headers: { authorization: `Bearer ${oldest}` },
@@ -285,6 +479,17 @@ replayButton.addEventListener('click', () => {
       return;
     }
     replayResult.dataset.code = body.code ?? '';
+    if (body.code === 'invalid_dpop_proof') {
+      // A bound session (RFC 9449): the copy is refused before the session is even looked at.
+      replayResult.textContent =
+        `POST /auth/renew → ${response.status} invalid_dpop_proof\n` +
+        "Refused. This session is bound to a key that only this browser holds: it lives in the browser's key store and cannot be exported, not even by this page. " +
+        "The replayed token went out without a proof of that key, as a copy taken from a log, a proxy or another machine would, so it cannot renew, sign out or read anything. " +
+        'Nothing was revoked: this tab stays signed in and keeps renewing. The refusal is recorded as a proof_failed security event.';
+      log('Replayed the oldest token without the key: refused (invalid_dpop_proof), nothing revoked.');
+      await refreshLists();
+      return;
+    }
     if (body.code === 'token_reused') {
       replayOutcome = ' The replayed token was answered 401 token_reused: the server detected the reuse and revoked the session.';
     }
@@ -305,7 +510,23 @@ function tick(): void {
 const storedMode = localStorage.getItem(MODE_KEY) === 'bearer' ? 'bearer' : 'cookie';
 (document.querySelector(`#signin-form input[value="${storedMode}"]`) as HTMLInputElement | null)?.click();
 useMode(storedMode);
+// The autofill signs in with the mode chosen: choosing another one offers it again in that mode.
+// (Listening only from here: the stored mode's radio was just selected, before any client existed.)
+for (const radio of signinForm.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
+  radio.addEventListener('change', () => {
+    if (client.signedIn) return;
+    useMode(selectedMode(signinForm));
+    void armPasskeyAutofill();
+  });
+}
 setInterval(tick, 100);
-void client.resume().then((signedIn) => {
-  if (!signedIn) showState('signed-out');
+element<HTMLButtonElement>('passkey-add').disabled = !passkeysSupported();
+passkeyButton.hidden = !passkeysSupported();
+const link = takeLinkToken();
+void client.resume().then(async (signedIn) => {
+  if (!signedIn) {
+    showState('signed-out');
+    void armPasskeyAutofill();
+  }
+  if (link) await followLink(link);
 });

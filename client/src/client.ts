@@ -1,5 +1,11 @@
+import { type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, startRegistration } from '@simplewebauthn/browser';
 import { RENEW_TIMEOUT_MS } from './timing';
 import { failure, readProblem } from './errors';
+import { assertPasskey, type PasskeyInfo, type PasskeyLoginOptions } from './passkeys';
+import { sendWithPoliteRetry } from './retry';
+import { makeProof } from './proof';
+import { ProofKeys } from './proof-key';
+import { ServerClock } from './server-clock';
 import { type SharedState, type TabMessage, Tabs } from './tabs';
 
 /**
@@ -47,8 +53,11 @@ export interface SecurityEventInfo {
 export type SignedOutReason = string;
 
 export interface LatchkeyEventMap {
-  /** Signed in: by `login()` in this tab, by another tab (`tab`), or found on `resume()`. */
-  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'tab' | 'resume' }>;
+  /**
+   * Signed in: by `login()` or `loginWithPasskey()` in this tab (`login`, `passkey`), by
+   * `resetPassword()` in this tab (`reset`), by another tab (`tab`), or found on `resume()`.
+   */
+  signedin: CustomEvent<{ sessionId: string; via: 'login' | 'passkey' | 'reset' | 'tab' | 'resume' }>;
   /** A new token, renewed by this tab or handed over by another one. */
   renewed: CustomEvent<{ sessionId: string; expiresInMs: number; byThisTab: boolean }>;
   /** Signed out, with the reason to tell the person. */
@@ -57,6 +66,8 @@ export interface LatchkeyEventMap {
 
 interface TokenBody {
   access_token?: string;
+  /** `DPoP` when the session is bound to this browser's key (RFC 9449 §5), else `Bearer`. */
+  token_type?: string;
   expires_in: number;
   session_id: string;
 }
@@ -65,6 +76,8 @@ interface TokenBody {
 interface Held {
   sessionId: string;
   token: string | null;
+  /** Bound to this browser's key: every request to latchkey carries a DPoP proof. */
+  bound: boolean;
   expiresAt: number;
   lifetimeMs: number;
 }
@@ -95,6 +108,12 @@ const MAX_RETRY_DELAY_MS = 30_000;
  * answers must not keep every tab from renewing.
  */
 const LOCKED_REQUEST_TIMEOUT_MS = 20_000;
+/**
+ * A refused proof is sent again, once, when the answer's Date shows that the proof was dated this
+ * far off the server's clock: the page's idea of that clock was wrong (no answer yet to learn it
+ * from, or a device clock changed since), and now it is right.
+ */
+const PROOF_CLOCK_TOLERANCE_SECONDS = 5;
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -138,6 +157,8 @@ export class LatchkeyClient extends EventTarget {
   readonly #origin: string;
   readonly #clientLabel: string | undefined;
   readonly #tabs: Tabs;
+  readonly #keys: ProofKeys;
+  readonly #clock = new ServerClock();
   #held: Held | null = null;
   /** Number of the newest shared change this tab knows of (see tabs.ts). */
   #seq = 0;
@@ -163,6 +184,7 @@ export class LatchkeyClient extends EventTarget {
     this.#origin = base.origin;
     this.#clientLabel = options.clientLabel;
     this.#tabs = new Tabs(`${this.mode}:${this.baseUrl}`, (message) => this.#onMessage(message));
+    this.#keys = new ProofKeys(`${this.mode}:${this.baseUrl}`);
     if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this.#onVisible);
   }
 
@@ -185,36 +207,178 @@ export class LatchkeyClient extends EventTarget {
     return this.#held ? Math.max(0, this.#held.expiresAt - performance.now()) : null;
   }
 
-  /** Creates an account. Does not sign in. */
+  /** Creates an account. Does not sign in. A 503 is retried after its Retry-After (retry.ts). */
   async register(email: string, password: string): Promise<User> {
-    const response = await fetch(this.#url('/auth/register'), {
-      method: 'POST',
-      headers: JSON_HEADERS,
-      body: JSON.stringify({ email, password }),
-      credentials: 'omit',
-    });
+    const response = await sendWithPoliteRetry(() =>
+      fetch(this.#url('/auth/register'), {
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: JSON.stringify({ email, password }),
+        credentials: 'omit',
+      }),
+    );
     if (!response.ok) await failure(response);
     return ((await response.json()) as { user: User }).user;
   }
 
-  /** Signs in (in every tab of this browser). Throws `LatchkeyError` (`invalid_credentials`, `too_many_attempts`, …). */
+  /**
+   * Signs in (in every tab of this browser). A 503 (a login storm, or storage down) is retried
+   * after its Retry-After, a few times (retry.ts). Throws `LatchkeyError` (`invalid_credentials`,
+   * `too_many_attempts`, `email_unverified`, …).
+   *
+   * Every login asks to bind the session to this browser's key (a DPoP proof, RFC 9449 §5); the
+   * key is made on the first login and kept until a sign-out. The answer says whether latchkey
+   * bound it (`token_type: "DPoP"`); if not, the session works as a bearer session.
+   */
   login(email: string, password: string): Promise<{ sessionId: string }> {
+    return this.#signIn('/auth/login', { email, password }, 'login');
+  }
+
+  /**
+   * Asks for a password-reset link to be mailed to `email`. Resolves the same whether or not an
+   * account uses that address: latchkey does not say (nor does the time it takes).
+   */
+  async forgotPassword(email: string): Promise<void> {
+    const response = await fetch(this.#url('/auth/password/forgot'), {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ email }),
+      credentials: 'omit',
+    });
+    if (!response.ok) await failure(response);
+  }
+
+  /**
+   * Sets a new password with the token of a reset link (the part after `#reset=` of the link at
+   * your APP_URL), and signs in (in every tab), like `login()`. Every other session of the
+   * account ends. Throws `LatchkeyError` `invalid_reset_token` for a link that is unknown, used,
+   * expired or outdated by a later password change.
+   */
+  resetPassword(token: string, newPassword: string): Promise<{ sessionId: string }> {
+    return this.#signIn('/auth/password/reset', { token, new_password: newPassword }, 'reset');
+  }
+
+  /**
+   * Verifies the account's email with the token of a verification link (the part after
+   * `#verify=`). When signed in, renews at once so the token carries `email_verified`. Throws
+   * `LatchkeyError` `invalid_verification_token` for a link that is unknown, used or expired.
+   */
+  async verifyEmail(token: string): Promise<void> {
+    const response = await fetch(this.#url('/auth/email/verify'), {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ token }),
+      credentials: 'omit',
+    });
+    if (!response.ok) await failure(response);
+    if (this.#held) await this.renew();
+  }
+
+  /**
+   * Mails the signed-in user a new verification link. Throws `LatchkeyError`
+   * `too_many_attempts` (see its Retry-After) or `email_already_verified`.
+   */
+  async resendVerification(): Promise<void> {
+    const response = await this.fetch('/auth/email/resend', { method: 'POST' });
+    if (!response.ok) await failure(response);
+  }
+
+  /**
+   * A request that answers a token response (login, passkey, reset), made and shared like a login.
+   * A passkey answer is never sent twice (its challenge is spent by the first attempt): no resend
+   * after a 503, nor after a proof dated by a wrong clock.
+   */
+  #signIn(path: string, fields: Record<string, unknown>, via: 'login' | 'passkey' | 'reset'): Promise<{ sessionId: string }> {
+    const resend = via !== 'passkey';
     return this.#tabs.exclusive(async () => {
-      const response = await fetch(this.#url('/auth/login'), {
-        method: 'POST',
-        headers: JSON_HEADERS,
-        body: JSON.stringify({ email, password, client: this.#clientLabel, mode: this.mode }),
+      const url = this.#url(path);
+      const key = await this.#keys.get(true);
+      const signal = AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS);
+      const body = JSON.stringify({ ...fields, client: this.#clientLabel, mode: this.mode });
+      let response: Response | undefined;
+      for (let attempt = 0; attempt < (resend ? 2 : 1) && response === undefined; attempt++) {
+        let iatSeconds = this.#clock.nowSeconds();
         // A cross-origin answer's Set-Cookie is only stored for a request made with credentials.
-        credentials: this.mode === 'cookie' ? 'include' : 'omit',
-        signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS),
-      });
+        const credentials = this.mode === 'cookie' ? 'include' : 'omit';
+        // Each send, retries after a 503 included, carries a proof of its own (a proof is used once).
+        const send = async () => {
+          iatSeconds = this.#clock.nowSeconds();
+          const headers = new Headers(JSON_HEADERS);
+          if (key) headers.set('dpop', await makeProof(key, { method: 'POST', url, iatSeconds }));
+          return fetch(url, { method: 'POST', headers, body, credentials, signal });
+        };
+        const answer = resend ? await sendWithPoliteRetry(send) : await send();
+        this.#clock.observe(answer, performance.now());
+        if (attempt === 0 && (await this.#clockWasOff(answer, iatSeconds))) continue;
+        response = answer;
+      }
+      if (!response) throw new TypeError(`latchkey: no answer from ${path}`);
       const arrivedAt = performance.now();
       if (!response.ok) await failure(response);
       const held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
       await this.#publishState(held, true);
-      this.#emit('signedin', { sessionId: held.sessionId, via: 'login' });
+      this.#emit('signedin', { sessionId: held.sessionId, via });
       return { sessionId: held.sessionId };
     });
+  }
+
+
+  /**
+   * Signs in with a passkey (in every tab of this browser): no email is typed, the authenticator
+   * offers the passkeys it holds for this site. With `conditional: true` they are offered in the
+   * autofill of the page's `<input autocomplete="username webauthn">`, and the promise settles
+   * when the person picks one; pass a `signal` to stop waiting. Throws the browser's
+   * `WebAuthnError` when the person cancels, or `LatchkeyError` (`invalid_credentials`) when
+   * latchkey refuses the answer.
+   */
+  async loginWithPasskey(options: PasskeyLoginOptions = {}): Promise<{ sessionId: string }> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const optionsResponse = await fetch(this.#url('/auth/passkeys/login/options'), {
+        method: 'POST',
+        credentials: 'omit',
+        signal: options.signal,
+      });
+      if (!optionsResponse.ok) await failure(optionsResponse);
+      const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialRequestOptionsJSON;
+      // The ceremony runs outside the cross-tab lock: the person may take minutes, and the other
+      // tabs must go on renewing meanwhile.
+      const response = await assertPasskey(optionsJSON, options);
+      if (response === null) continue;
+      return this.#signIn('/auth/passkeys/login', { response }, 'passkey');
+    }
+  }
+
+  /**
+   * Creates a passkey for the signed-in user and registers it, labelled `name` in the list. Throws
+   * the browser's `WebAuthnError` when the person cancels or the authenticator already holds a
+   * passkey of this account, `LatchkeyError` (`passkey_rejected`) when latchkey refuses it.
+   */
+  async registerPasskey(name?: string): Promise<PasskeyInfo> {
+    const optionsResponse = await this.fetch('/auth/passkeys/register/options', { method: 'POST' });
+    if (!optionsResponse.ok) await failure(optionsResponse);
+    const optionsJSON = (await optionsResponse.json()) as PublicKeyCredentialCreationOptionsJSON;
+    const response = await startRegistration({ optionsJSON });
+    const registered = await this.fetch('/auth/passkeys/register', {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ response, name }),
+    });
+    if (!registered.ok) await failure(registered);
+    return ((await registered.json()) as { passkey: PasskeyInfo }).passkey;
+  }
+
+  /** The signed-in user's passkeys, newest first. */
+  async passkeys(): Promise<PasskeyInfo[]> {
+    const response = await this.fetch('/auth/passkeys');
+    if (!response.ok) await failure(response);
+    return ((await response.json()) as { passkeys: PasskeyInfo[] }).passkeys;
+  }
+
+  /** Deletes one of the signed-in user's passkeys. Sessions opened with it go on. */
+  async removePasskey(passkeyId: string): Promise<void> {
+    const response = await this.fetch(`/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: 'DELETE' });
+    if (!response.ok) await failure(response);
   }
 
   /**
@@ -241,10 +405,7 @@ export class LatchkeyClient extends EventTarget {
       if (!this.#held && this.mode === 'bearer') return;
       try {
         // A 401 means the session was already over: nothing left to do.
-        await fetch(
-          this.#url('/auth/logout'),
-          this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS) }),
-        );
+        await this.#send(new Request(this.#url('/auth/logout'), { method: 'POST', signal: AbortSignal.timeout(LOCKED_REQUEST_TIMEOUT_MS) }));
       } finally {
         await this.#publishSignedOut('logout');
       }
@@ -321,17 +482,44 @@ export class LatchkeyClient extends EventTarget {
     return this.#url(input.startsWith('/') ? input : `/${input}`);
   }
 
-  /** `init` with this mode's credential: the bearer header, or the cookie. */
-  #credentialed(init: RequestInit): RequestInit {
-    if (this.mode === 'cookie') return { ...init, credentials: 'include' };
-    const headers = new Headers(init.headers);
-    if (this.#held?.token) headers.set('authorization', `Bearer ${this.#held.token}`);
-    return { ...init, headers, credentials: 'omit' };
+  /**
+   * The request with this mode's credential: the token in the Authorization header (under the
+   * `DPoP` scheme when the session is bound), or the cookie; and for a bound session a DPoP proof
+   * for this very method and URL, dated `iatSeconds` by the server's clock. In cookie mode before
+   * anything is held (resuming from the cookie) a proof goes along whenever a key is stored: the
+   * cookie's session may be bound, and latchkey ignores a proof an unbound session does not need.
+   */
+  async #credentialed(request: Request, iatSeconds: number): Promise<Request> {
+    const headers = new Headers(request.headers);
+    const token = this.mode === 'bearer' ? (this.#held?.token ?? null) : null;
+    const bound = this.#held ? this.#held.bound : this.mode === 'cookie';
+    if (token) headers.set('authorization', `${this.#held?.bound ? 'DPoP' : 'Bearer'} ${token}`);
+    if (bound) {
+      const key = await this.#keys.get(false);
+      if (key) {
+        const proof = await makeProof(key, { method: request.method, url: request.url, iatSeconds, accessToken: token ?? undefined });
+        headers.set('dpop', proof);
+      }
+    }
+    return new Request(request, { headers, credentials: this.mode === 'cookie' ? 'include' : 'omit' });
   }
 
-  #send(request: Request): Promise<Response> {
-    const init = this.#credentialed({ headers: request.headers });
-    return fetch(new Request(request, init));
+  /** Sends with the credential; once more, with a proof dated right, if latchkey refused one dated by a wrong clock. */
+  async #send(request: Request): Promise<Response> {
+    const iatSeconds = this.#clock.nowSeconds();
+    const response = await fetch(await this.#credentialed(request.clone(), iatSeconds));
+    this.#clock.observe(response, performance.now());
+    if (!(await this.#clockWasOff(response, iatSeconds))) return response;
+    const retried = await fetch(await this.#credentialed(request, this.#clock.nowSeconds()));
+    this.#clock.observe(retried, performance.now());
+    return retried;
+  }
+
+  /** A refusal of a proof that was dated more than a few seconds off what the answer says the server's time is. */
+  async #clockWasOff(response: Response, iatSeconds: number): Promise<boolean> {
+    if (response.status !== 400 && response.status !== 401) return false;
+    if ((await readProblem(response))?.code !== 'invalid_dpop_proof') return false;
+    return Math.abs(this.#clock.nowSeconds() - iatSeconds) > PROOF_CLOCK_TOLERANCE_SECONDS;
   }
 
   /** Signs out on an answer saying the session is over, unless the sign-in changed since it was sent. */
@@ -366,9 +554,8 @@ export class LatchkeyClient extends EventTarget {
     let response: Response;
     let held: Held | undefined;
     try {
-      response = await fetch(
-        this.#url('/auth/renew'),
-        this.#credentialed({ method: 'POST', signal: AbortSignal.timeout(RENEW_TIMEOUT_MS) }),
+      response = await this.#send(
+        new Request(this.#url('/auth/renew'), { method: 'POST', signal: AbortSignal.timeout(RENEW_TIMEOUT_MS) }),
       );
       const arrivedAt = performance.now();
       if (response.ok) held = this.#heldFrom((await response.json()) as TokenBody, arrivedAt);
@@ -400,6 +587,7 @@ export class LatchkeyClient extends EventTarget {
     return {
       sessionId: body.session_id,
       token: this.mode === 'bearer' ? (body.access_token ?? null) : null,
+      bound: body.token_type === 'DPoP',
       expiresAt: arrivedAt + lifetimeMs,
       lifetimeMs,
     };
@@ -409,8 +597,10 @@ export class LatchkeyClient extends EventTarget {
     return {
       sessionId: held.sessionId,
       token: held.token,
+      bound: held.bound,
       remainingMs: held.expiresAt - performance.now(),
       lifetimeMs: held.lifetimeMs,
+      serverOffsetMs: this.#clock.offsetMs,
     };
   }
 
@@ -422,8 +612,9 @@ export class LatchkeyClient extends EventTarget {
     this.#changed();
   }
 
-  /** Signs out here and in the other tabs. Call under the lock. */
+  /** Signs out here and in the other tabs, and forgets the key the session was bound to. Call under the lock. */
   async #publishSignedOut(code: SignedOutReason): Promise<void> {
+    await this.#keys.forget();
     const sessionId = this.#held?.sessionId;
     if (sessionId === undefined) return;
     this.#seq = Math.max(this.#seq, await this.#tabs.newestAnnounced()) + 1;
@@ -443,9 +634,13 @@ export class LatchkeyClient extends EventTarget {
     if (message.type === 'state') {
       const previous = this.#held?.sessionId;
       const { state } = message;
+      // A new session may be bound to a key another tab just made: read the stored one afresh.
+      if (previous !== state.sessionId) this.#keys.invalidate();
+      this.#clock.adopt(state.serverOffsetMs ?? null);
       this.#hold({
         sessionId: state.sessionId,
         token: state.token,
+        bound: state.bound === true,
         expiresAt: performance.now() + state.remainingMs,
         lifetimeMs: state.lifetimeMs,
       });
@@ -455,6 +650,7 @@ export class LatchkeyClient extends EventTarget {
         this.#emit('signedin', { sessionId: state.sessionId, via: 'tab' });
       }
     } else if (this.#held?.sessionId === message.sessionId) {
+      this.#keys.invalidate();
       this.#drop(message.code);
     }
     this.#changed();

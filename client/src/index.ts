@@ -1,12 +1,13 @@
 /**
- * latchkey's browser client: sign-in, renewal ahead of expiry and on `token_expired`, one renewal
- * at a time across tabs, and a `signedout` event with the reason. No dependencies.
+ * latchkey's browser client: sign-in by password or passkey, renewal ahead of expiry and on
+ * `token_expired`, one renewal at a time across tabs, and a `signedout` event with the reason. One
+ * file with no imports: the passkey ceremonies of @simplewebauthn/browser are bundled in.
  *
  * ```js
  * import { createClient } from 'https://auth.example.com/client.js';
  * const latchkey = createClient({ baseUrl: 'https://auth.example.com', mode: 'cookie' });
  * latchkey.addEventListener('signedout', (event) => showSignIn(event.detail.code));
- * if (!(await latchkey.resume())) await latchkey.login(email, password);
+ * if (!(await latchkey.resume())) await latchkey.login(email, password); // or latchkey.loginWithPasskey()
  * const response = await latchkey.fetch('/api/me');
  * ```
  */
@@ -22,3 +23,9 @@ export {
   type User,
 } from './client';
 export { LatchkeyError, type Problem } from './errors';
+export {
+  type PasskeyInfo,
+  type PasskeyLoginOptions,
+  passkeyAutofillSupported,
+  passkeysSupported,
+} from './passkeys';

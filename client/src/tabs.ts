@@ -15,10 +15,14 @@ export interface SharedState {
   sessionId: string;
   /** The access token in bearer mode; null in cookie mode, where the browser holds it. */
   token: string | null;
+  /** Bound to the key the tabs share in IndexedDB (DPoP). */
+  bound: boolean;
   /** Milliseconds until the token expires, measured by the sender just before posting. */
   remainingMs: number;
   /** The token's whole lifetime when it was issued, in milliseconds. */
   lifetimeMs: number;
+  /** The sender's estimate of the server's clock (server-clock.ts), for a tab that has not heard from latchkey yet. */
+  serverOffsetMs: number | null;
 }
 
 export type TabMessage =

@@ -1,4 +1,5 @@
 import { ApiError } from '../errors';
+import { readCappedBody } from './capped-body';
 
 /** API.md: bodies over 16 KiB are refused. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -6,31 +7,8 @@ export const MAX_BODY_BYTES = 16 * 1024;
 const invalid = (detail: string) => new ApiError('invalid_request', { detail });
 
 async function readCapped(request: Request): Promise<Uint8Array> {
-  const declared = request.headers.get('content-length');
-  if (declared !== null && (!/^\d+$/.test(declared) || Number(declared) > MAX_BODY_BYTES)) {
-    throw new ApiError('payload_too_large');
-  }
-  if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    // Counted as it streams: a chunked body with no Content-Length is cut off just the same.
-    if (size > MAX_BODY_BYTES) {
-      await reader.cancel();
-      throw new ApiError('payload_too_large');
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
+  const bytes = await readCappedBody(request, MAX_BODY_BYTES);
+  if (bytes === undefined) throw new ApiError('payload_too_large');
   return bytes;
 }
 

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { type Config, configFrom } from '../config';
-import { ApiError } from '../errors';
+import { ApiError, type ChallengeScheme } from '../errors';
 import { throttleAddress } from './address';
 import { Store } from '../storage/store';
 import type { AccessTokenClaims } from '../tokens/claims';
@@ -14,6 +14,8 @@ export interface Caller {
   claims: AccessTokenClaims;
   /** Present after the strict check, which reads it with the session anyway. */
   email?: string;
+  /** Present after the strict check, read with the email. */
+  emailVerified?: boolean;
 }
 
 export interface AppEnv {
@@ -49,7 +51,10 @@ export function authorityOf(c: AppContext, userId: string): DurableObjectStub<Us
  * Calls the user's object and unwraps its tagged result. The platform marks failures of the
  * object itself (reset, overloaded, unreachable) as retryable: those are 503, like D1's.
  */
-export async function callAuthority<T>(call: () => Promise<AuthorityResult<T>>): Promise<T> {
+export async function callAuthority<T>(
+  call: () => Promise<AuthorityResult<T>>,
+  options: { scheme?: ChallengeScheme } = {},
+): Promise<T> {
   let result: AuthorityResult<T>;
   try {
     result = await call();
@@ -62,7 +67,7 @@ export async function callAuthority<T>(call: () => Promise<AuthorityResult<T>>):
     throw error;
   }
   if (!result.ok) {
-    throw new ApiError(result.code, result.code === 'temporarily_unavailable' ? { retryAfterSeconds: 1 } : {});
+    throw new ApiError(result.code, result.code === 'temporarily_unavailable' ? { retryAfterSeconds: 1 } : options);
   }
   return result.value;
 }

@@ -1,14 +1,16 @@
 import type { MiddlewareHandler } from 'hono';
 import { type AppContext, type AppEnv, configOf } from './context';
 
-/** What browsers may send here: every method and request header API.md uses. */
+/** What browsers may send here: every method and request header API.md uses (DPoP: RFC 9449 proofs). */
 const ALLOWED_METHODS = 'GET, POST, DELETE';
-const ALLOWED_HEADERS = 'Authorization, Content-Type';
+const ALLOWED_HEADERS = 'Authorization, Content-Type, DPoP';
 /**
  * Response headers a cross-origin page may read beyond the CORS-safelisted ones: Retry-After for
- * 429/503 back-off, WWW-Authenticate for RFC 6750 challenges.
+ * 429/503 back-off, WWW-Authenticate for RFC 6750 and RFC 9449 challenges, and Date, from which
+ * the browser client learns the server's clock: DPoP proofs are judged by it, and a device clock
+ * may be hours off.
  */
-const EXPOSED_HEADERS = 'Retry-After, WWW-Authenticate';
+const EXPOSED_HEADERS = 'Retry-After, WWW-Authenticate, Date';
 /** Seconds a browser may cache a preflight answer (Chromium caps it at 7200). */
 const PREFLIGHT_MAX_AGE = '600';
 

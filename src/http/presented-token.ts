@@ -1,11 +1,11 @@
 import { ApiError } from '../errors';
 import type { AppContext } from './context';
 import { allowedOrigin } from './cors';
-import { bearerToken } from './credentials';
+import { authorizationCredential, type TokenScheme } from './credentials';
 import { tokenFromCookie } from './token-cookie';
 
-/** Where the request's access token came from. */
-export type CredentialSource = 'header' | 'cookie';
+/** Where the request's access token came from: the Authorization header under its scheme, or the cookie. */
+export type CredentialSource = TokenScheme | 'cookie';
 
 /** Methods that change nothing (RFC 9110 §9.2.1); everything else here is a POST or a DELETE. */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -20,9 +20,11 @@ const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
  * browsers set Origin on every POST and DELETE, and a page cannot forge it. A header token needs
  * no such check: no browser attaches it on its own.
  */
-export function presentedToken(c: AppContext): { token: string; via: CredentialSource } | undefined {
-  const header = bearerToken(c.req.raw);
-  if (header !== undefined) return { token: header, via: 'header' };
+export function presentedToken(c: AppContext): { token: string | undefined; via: CredentialSource } | undefined {
+  const header = authorizationCredential(c.req.raw);
+  if (header !== undefined && (header.token !== undefined || header.scheme === 'DPoP')) {
+    return { token: header.token, via: header.scheme };
+  }
   const cookie = tokenFromCookie(c);
   if (cookie === undefined) return undefined;
   if (!SAFE_METHODS.has(c.req.method) && allowedOrigin(c) === undefined) throw new ApiError('forbidden_origin');

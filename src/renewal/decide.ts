@@ -27,6 +27,20 @@ export interface SessionRecord {
   /** `exp` of the current generation's token, in seconds. */
   genExpiresAt: number;
   revokedAt: number | null;
+  /**
+   * RFC 7638 thumbprints of the keys the session is bound to, null where it is not: a DPoP key
+   * (bound at login, carried by every token as `cnf.jkt`) and a Device Bound Session Credentials
+   * key (bound by the browser after a cookie-mode login). Once set, a binding never changes.
+   */
+  dpopJkt: string | null;
+  dbscJkt: string | null;
+}
+
+/** A proof of possession that came with the request: verified, fresh, and its `jti` never seen before. */
+export interface PresentedProof {
+  kind: 'dpop' | 'dbsc';
+  /** RFC 7638 thumbprint of the key that signed it. */
+  jkt: string;
 }
 
 /** The user's instants, in milliseconds. */
@@ -55,6 +69,8 @@ export function renewalPolicy(config: Config): RenewalPolicy {
 }
 
 export type RenewalDecision =
+  /** Rule 1b: a session bound to a key, and no valid proof of it. Nothing is revoked. */
+  | { kind: 'unproven' }
   /** Rule 2: idle too long. */
   | { kind: 'inactive' }
   /** Rule 3: unknown or revoked session. */
@@ -126,14 +142,31 @@ export function isInactive(token: PresentedToken, nowMs: number, policy: Renewal
   return nowMs - token.exp * 1000 > policy.renewWindowMs;
 }
 
-/** PROTOCOL.md's decision table, rules 2 to 8, in order. */
+/**
+ * Rule 1b: whether the request proves possession of a key the session is bound to. An unbound
+ * session needs no proof. A bound one needs a proof by one of its keys, of that key's kind: a DPoP
+ * proof for the DPoP key, a DBSC proof for the DBSC key (a session may carry one of each).
+ */
+export function provesBinding(session: Pick<SessionRecord, 'dpopJkt' | 'dbscJkt'>, proof: PresentedProof | null): boolean {
+  if (session.dpopJkt === null && session.dbscJkt === null) return true;
+  if (proof === null) return false;
+  return proof.jkt === (proof.kind === 'dpop' ? session.dpopJkt : session.dbscJkt);
+}
+
+/**
+ * PROTOCOL.md's decision table, rule 1b and rules 2 to 8, in order. `proof` is the proof of
+ * possession that came with the request, if any; whoever holds a copy of a bound session's token
+ * without its key stops at rule 1b, before anything could be revoked.
+ */
 export function decideRenewal(
   token: PresentedToken,
   session: SessionRecord | null,
   user: UserInstants | null,
   nowMs: number,
   policy: RenewalPolicy,
+  proof: PresentedProof | null = null,
 ): RenewalDecision {
+  if (session !== null && !provesBinding(session, proof)) return { kind: 'unproven' };
   if (isInactive(token, nowMs, policy)) return { kind: 'inactive' };
   const standing = sessionStanding(session, user, nowMs, policy);
   if (standing === 'revoked' || !session || !user) return { kind: 'revoked' };

@@ -10,6 +10,6 @@ export const apiRoutes = new Hono<AppEnv>()
     return c.json({ user_id: claims.sub, session_id: claims.sid, expires_at: isoInstant(claims.exp * 1000) });
   })
   .get('/account', requireAccessToken('strict'), (c) => {
-    const { claims, email } = c.get('caller');
-    return c.json({ user_id: claims.sub, email, session_id: claims.sid });
+    const { claims, email, emailVerified } = c.get('caller');
+    return c.json({ user_id: claims.sub, email, email_verified: emailVerified, session_id: claims.sid });
   });

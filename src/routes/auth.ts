@@ -11,23 +11,32 @@ import {
   configOf,
   storeOf,
 } from '../http/context';
-import { presentedClaims, requireAccessToken } from '../http/require-token';
+import { addressRateLimit } from '../http/rate-limit';
+import { loginProof } from '../http/login-proof';
+import { presentedCredential, requireAccessToken } from '../http/require-token';
 import { clearTokenCookie } from '../http/token-cookie';
+import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
+import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
 import { assertCookieDeliveryAllowed, isoInstant, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
-const MAX_EMAIL_LENGTH = 320;
-const MAX_CLIENT_LABEL = 64;
+export const MAX_EMAIL_LENGTH = 320;
+export const MAX_CLIENT_LABEL = 64;
 const MAX_EVENTS = 100;
 
 /**
  * Charges one attempt for (email, client address) before any hashing and checks the password.
  * Answers 429 once LOGIN_MAX_FAILURES attempts failed, even for the right password. An unknown
  * email costs the same scrypt work as a wrong password and answers identically.
+ *
+ * `hashes` (the check, and any hash the route makes after it) are admitted from the isolate's hash
+ * budget first, before anything is read: a 503 then depends on nothing but the time, and a
+ * refused request is never counted as a failed attempt.
  */
-async function checkCredentials(c: AppContext, rawEmail: string, password: string) {
+async function checkCredentials(c: AppContext, rawEmail: string, password: string, hashes: number) {
   const config = configOf(c);
+  await admitHashes(config.hashBudget, hashes);
   const email = normalizeEmail(rawEmail);
   const clientIp = clientAddress(c);
   const nowMs = now();
@@ -49,7 +58,7 @@ function requirePassword(body: Record<string, unknown>, name: string): string {
   return field.string(body, name, MAX_PASSWORD_LENGTH);
 }
 
-function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
+export function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
   const password = requirePassword(body, name);
   const min = configOf(c).passwordMinLength;
   if (codePoints(password) < min) {
@@ -59,29 +68,45 @@ function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: 
 }
 
 export const authRoutes = new Hono<AppEnv>()
-  .post('/register', async (c) => {
+  .post('/register', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const email = registrableEmail(field.string(body, 'email', MAX_EMAIL_LENGTH));
     const password = requireNewPassword(c, body, 'password');
+    await admitHashes(configOf(c).hashBudget, 1);
     const user = { id: crypto.randomUUID(), email, passwordHash: await hashPassword(password), createdAt: now() };
     if (!(await storeOf(c).insertUser(user))) throw new ApiError('email_taken');
+    sendAfterAnswer(c.executionCtx, 'a verification message', () => sendVerificationLink(c.env, configOf(c), user.id));
     return c.json({ user: { id: user.id, email: user.email, created_at: isoInstant(user.createdAt) } }, 201);
   })
 
-  .post('/login', async (c) => {
+  .post('/login', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const rawEmail = field.string(body, 'email', MAX_EMAIL_LENGTH);
     const password = requirePassword(body, 'password');
     const client = field.optionalLabel(body, 'client', MAX_CLIENT_LABEL);
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
-    const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password);
+    // Checked before the password, so that a bad proof is never counted as a failed attempt.
+    const dpop = await loginProof(c);
+    const { email, clientIp, user, check } = await checkCredentials(c, rawEmail, password, 1);
     if (!user || !check.ok) {
       // Recorded after the answer has left, so that a wrong password (an event in the user's
       // object) answers exactly as fast as an unknown email (nothing to record).
       if (user) c.executionCtx.waitUntil(authorityOf(c, user.id).recordLoginFailure({ userId: user.id }));
       throw new ApiError('invalid_credentials');
     }
+    if (configOf(c).requireVerifiedEmail && !user.emailVerified) {
+      // Refused only now, after the password check: only someone who knows the password learns
+      // that the account exists and is unverified. The password was right, so its failure count
+      // goes, and a fresh link goes out (within the per-user allowance): whoever let the first
+      // link expire is not locked out for good.
+      sendAfterAnswer(c.executionCtx, 'a verification message', async () => {
+        await storeOf(c).clearLoginAttempts({ email, clientIp });
+        await sendVerificationLink(c.env, configOf(c), user.id);
+      });
+      throw new ApiError('email_unverified');
+    }
+    if (check.needsRehash) chargeHashes(configOf(c).hashBudget, 1);
     const upgraded = check.needsRehash ? await hashPassword(password) : null;
     const grant = await callAuthority(() =>
       authorityOf(c, user.id).login({
@@ -90,24 +115,28 @@ export const authRoutes = new Hono<AppEnv>()
         upgradedPasswordHash: upgraded,
         client,
         throttleKey: { email, clientIp },
+        dpop,
+        emailVerified: user.emailVerified,
       }),
     );
     return tokenResponse(c, grant, mode);
   })
 
   .post('/renew', async (c) => {
-    const claims = await presentedClaims(c, { allowExpired: true });
+    const { claims, proof } = await presentedCredential(c, { allowExpired: true });
+    const scheme = proof ? 'DPoP' : 'Bearer';
     // Rule 2 needs no records: refuse an idle token here, without waking the user's object.
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
-    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims));
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims, proof ?? null), { scheme });
     // Renewed the way it was presented: a cookie is answered with a cookie.
     return tokenResponse(c, grant, c.get('credential') === 'cookie' ? 'cookie' : 'bearer');
   })
 
   .post('/logout', async (c) => {
-    const claims = await presentedClaims(c, { allowExpired: true });
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive');
-    await callAuthority(() => authorityOf(c, claims.sub).logout(claims));
+    const { claims, proof } = await presentedCredential(c, { allowExpired: true });
+    const scheme = proof ? 'DPoP' : 'Bearer';
+    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    await callAuthority(() => authorityOf(c, claims.sub).logout(claims, proof ?? null), { scheme });
     if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
@@ -119,7 +148,7 @@ export const authRoutes = new Hono<AppEnv>()
     return c.body(null, 204);
   })
 
-  .post('/password', requireAccessToken('strict'), async (c) => {
+  .post('/password', addressRateLimit(), requireAccessToken('strict'), async (c) => {
     const { claims, email } = c.get('caller');
     const body = await readJsonObject(c.req.raw);
     const currentPassword = requirePassword(body, 'current_password');
@@ -127,7 +156,8 @@ export const authRoutes = new Hono<AppEnv>()
     const mode = field.optionalChoice(body, 'mode', TOKEN_DELIVERIES);
     assertCookieDeliveryAllowed(c, mode);
     // Throttled like a login: a stolen token must not become a password-guessing oracle.
-    const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword);
+    // Two hashes: the current password's check and the new password's hash.
+    const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword, 2);
     if (!user || user.id !== claims.sub || !check.ok) throw new ApiError('invalid_credentials');
     const grant = await callAuthority(async () =>
       authorityOf(c, claims.sub).changePassword({

@@ -18,11 +18,11 @@ export function tokenResponse(c: AppContext, grant: TokenGrant, delivery: TokenD
   c.header('cache-control', 'no-store');
   if (delivery === 'cookie') {
     setTokenCookie(c, grant);
-    return c.json({ token_type: 'Bearer', expires_in: grant.expiresIn, session_id: grant.sessionId });
+    return c.json({ token_type: grant.tokenType, expires_in: grant.expiresIn, session_id: grant.sessionId });
   }
   return c.json({
     access_token: grant.accessToken,
-    token_type: 'Bearer',
+    token_type: grant.tokenType,
     expires_in: grant.expiresIn,
     session_id: grant.sessionId,
   });

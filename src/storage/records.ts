@@ -6,16 +6,27 @@ export type SecurityEventType =
   | 'logout'
   | 'logout_all'
   | 'password_changed'
+  | 'password_reset'
+  | 'email_verified'
   | 'reuse_detected'
   | 'generation_mismatch'
-  | 'admin_revoked';
+  | 'admin_revoked'
+  | 'proof_failed'
+  | 'passkey_added'
+  | 'passkey_removed'
+  | 'passkey_counter_regressed';
 
 /**
- * Event types an outsider can cause at will (a wrong password needs no account access). Repeats
- * are folded into one event with a count, so flooding them cannot push a `reuse_detected` out of
- * the retained history.
+ * Event types an outsider can cause at will (a wrong password needs no account access; a copy of
+ * a bound token without its key, `proof_failed`, none either; a cloned authenticator can present
+ * its stale counter as often as it likes). Repeats are folded into one event with a count, so
+ * flooding them cannot push a `reuse_detected` out of the retained history.
  */
-export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set(['login_failed']);
+export const COALESCED_EVENT_TYPES: ReadonlySet<SecurityEventType> = new Set([
+  'login_failed',
+  'proof_failed',
+  'passkey_counter_regressed',
+]);
 
 /** What an event says beyond its type: flat, so it crosses RPC and JSON unchanged. */
 export type EventDetail = Record<string, string | number | boolean | null>;
@@ -43,12 +54,18 @@ export interface UserState {
   lastLoginAt: number;
   /** The latest instant the user's clock has handed out. */
   clock: number;
+  /**
+   * When this object learned that the email is verified; null before. Set once, never cleared, so
+   * a token's `email_verified` claim (true when minted at or after this instant) is the same for
+   * every token of one generation, whenever it is answered.
+   */
+  emailVerifiedAt: number | null;
 }
 
 /** D1's mirror of a session, with what strict checks need of its user. */
 export interface SessionMirror {
   session: Pick<SessionRecord, 'createdAt' | 'revokedAt'>;
-  user: { revokedBefore: number; email: string };
+  user: { revokedBefore: number; email: string; emailVerified: boolean };
 }
 
 /**
@@ -58,3 +75,51 @@ export interface SessionMirror {
 export type DirectoryWrite =
   | { kind: 'revoke_user'; userId: string; at: number }
   | { kind: 'revoke_session'; userId: string; sessionId: string; at: number };
+
+/** Whether a passkey may exist on more than one device (WebAuthn's backup eligibility, BE). */
+export type PasskeyDeviceType = 'singleDevice' | 'multiDevice';
+
+/** A passkey as D1 holds it, without its public key. Instants in milliseconds. */
+export interface PasskeyRecord {
+  /** The credential ID, base64url. */
+  id: string;
+  userId: string;
+  name: string | null;
+  /** The signature counter last accepted; 0 when the authenticator keeps none. */
+  counter: number;
+  deviceType: PasskeyDeviceType;
+  /** Whether the authenticator said, at its last use, that the key is backed up (BS). */
+  backedUp: boolean;
+  transports: string[];
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+/** What a passkey sign-in needs of the stored passkey. */
+export interface PasskeyCredential {
+  id: string;
+  userId: string;
+  /** The COSE_Key, base64url. */
+  publicKey: string;
+  counter: number;
+  transports: string[];
+}
+
+/** A passkey whose registration was verified, to be stored. */
+export interface NewPasskey {
+  id: string;
+  publicKey: string;
+  counter: number;
+  deviceType: PasskeyDeviceType;
+  backedUp: boolean;
+  transports: string[];
+  name: string | null;
+}
+
+/** What a passkey sign-in found when it tried to record its session (store.ts). */
+export type PasskeyLoginRecord =
+  | { kind: 'recorded' }
+  /** The passkey is not (or no longer) the user's: removed meanwhile. */
+  | { kind: 'gone' }
+  /** The counter presented is not above the one stored: a cloned authenticator, or a replay. */
+  | { kind: 'counter_regressed'; storedCounter: number };

@@ -54,7 +54,26 @@ const MIGRATIONS: readonly string[] = [
      write    TEXT NOT NULL,
      attempts INTEGER NOT NULL DEFAULT 0
    );`,
+  // Sessions bound to a key (PROTOCOL.md, "Proof of possession"), and the proofs already used.
+  `ALTER TABLE sessions ADD COLUMN dpop_jkt TEXT;    -- thumbprint of the DPoP key, bound at login
+   ALTER TABLE sessions ADD COLUMN dbsc_jkt TEXT;    -- thumbprint of the browser's DBSC key
+   CREATE TABLE used_proofs (
+     jti   TEXT PRIMARY KEY,
+     until INTEGER NOT NULL                          -- after this the proof is too old anyway
+   );`,
+  // When the object learned the email is verified (user's clock, ms); NULL before.
+  'ALTER TABLE user_state ADD COLUMN email_verified_at INTEGER;',
+  // Challenges of passkey registrations the user asked for and has not answered yet, each bound
+  // to the session that asked. Sign-in challenges have no user yet and live in D1 instead.
+  `CREATE TABLE passkey_challenges (
+     challenge  TEXT PRIMARY KEY,                -- base64url, as sent in the creation options
+     session_id TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   );`,
 ];
+
+/** The newest version of the schema: what `migrate()` brings every object's storage to. */
+export const USER_SCHEMA_VERSION = MIGRATIONS.length;
 
 interface SessionRow {
   id: string;
@@ -64,6 +83,8 @@ interface SessionRow {
   gen_minted_at: number;
   gen_expires_at: number;
   revoked_at: number | null;
+  dpop_jkt: string | null;
+  dbsc_jkt: string | null;
 }
 
 interface EventRow {
@@ -76,7 +97,7 @@ interface EventRow {
   last_at: number;
 }
 
-const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at';
+const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at, dpop_jkt, dbsc_jkt';
 
 // SqlStorage rows are typed as plain records; each query below names the row shape it selects.
 type Row = Record<string, SqlStorageValue>;
@@ -100,23 +121,32 @@ export class UserRecords {
 
   loadUser(): UserState | null {
     const row = this.sql
-      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number }>(
-        'SELECT user_id, revoked_before, last_login_at, clock FROM user_state',
+      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number; email_verified_at: number | null }>(
+        'SELECT user_id, revoked_before, last_login_at, clock, email_verified_at FROM user_state',
       )
       .toArray()[0];
     if (!row) return null;
-    return { userId: row.user_id, revokedBefore: row.revoked_before, lastLoginAt: row.last_login_at, clock: row.clock };
+    return {
+      userId: row.user_id,
+      revokedBefore: row.revoked_before,
+      lastLoginAt: row.last_login_at,
+      clock: row.clock,
+      emailVerifiedAt: row.email_verified_at,
+    };
   }
 
   saveUser(user: UserState): void {
     this.sql.exec(
-      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock) VALUES (1, ?, ?, ?, ?)
+      `INSERT INTO user_state (singleton, user_id, revoked_before, last_login_at, clock, email_verified_at)
+       VALUES (1, ?, ?, ?, ?, ?)
        ON CONFLICT (singleton) DO UPDATE SET
-         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock`,
+         revoked_before = excluded.revoked_before, last_login_at = excluded.last_login_at, clock = excluded.clock,
+         email_verified_at = excluded.email_verified_at`,
       user.userId,
       user.revokedBefore,
       user.lastLoginAt,
       user.clock,
+      user.emailVerifiedAt,
     );
   }
 
@@ -141,13 +171,16 @@ export class UserRecords {
 
   insertSession(session: SessionRecord): void {
     this.sql.exec(
-      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (id, client, created_at, gen, gen_minted_at, gen_expires_at, dpop_jkt, dbsc_jkt)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       session.id,
       session.client,
       session.createdAt,
       session.gen,
       session.genMintedAt,
       session.genExpiresAt,
+      session.dpopJkt,
+      session.dbscJkt,
     );
   }
 
@@ -178,6 +211,52 @@ export class UserRecords {
       sessionId,
     );
     return revoked.toArray().length === 1;
+  }
+
+  /**
+   * Records a proof's `jti` as used until `until` (milliseconds). True the first time; false for a
+   * proof seen before: a replay (RFC 9449 §11.1).
+   */
+  useProofOnce(jti: string, until: number): boolean {
+    return (
+      this.sql.exec('INSERT INTO used_proofs (jti, until) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING RETURNING jti', jti, until).toArray()
+        .length === 1
+    );
+  }
+
+  // ---- passkey registration challenges ------------------------------------------------------
+
+  /**
+   * Records a registration challenge for `sessionId` until `expiresAt`. Expired ones go first, and
+   * only the newest `kept` stay: the user's object must not grow with every options request.
+   */
+  savePasskeyChallenge(challenge: string, sessionId: string, expiresAt: number, nowMs: number, kept: number): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE expires_at <= ?', nowMs);
+    this.sql.exec(
+      'INSERT INTO passkey_challenges (challenge, session_id, expires_at) VALUES (?, ?, ?)',
+      challenge,
+      sessionId,
+      expiresAt,
+    );
+    this.sql.exec(
+      `DELETE FROM passkey_challenges WHERE challenge NOT IN
+         (SELECT challenge FROM passkey_challenges ORDER BY expires_at DESC, rowid DESC LIMIT ?)`,
+      kept,
+    );
+  }
+
+  /** Whether `challenge` was issued to `sessionId` and is unexpired at `nowMs`. */
+  holdsPasskeyChallenge(challenge: string, sessionId: string, nowMs: number): boolean {
+    return (
+      this.sql
+        .exec('SELECT 1 FROM passkey_challenges WHERE challenge = ? AND session_id = ? AND expires_at > ?', challenge, sessionId, nowMs)
+        .toArray().length === 1
+    );
+  }
+
+  /** Spends a registration challenge. */
+  deletePasskeyChallenge(challenge: string): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE challenge = ?', challenge);
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -265,20 +344,25 @@ export class UserRecords {
   /**
    * Deletes what can no longer matter: sessions that no token can renew any more (past the
    * absolute limit, or whose newest token is past the idle limit: rule 2 refuses every token of
-   * theirs before any record is read), and events beyond the retention by age or count.
+   * theirs before any record is read), events beyond the retention by age or count, and
+   * registration challenges past their expiry.
    */
   prune(input: {
     sessionsCreatedBefore: number;
     sessionsIdleBeforeSeconds: number;
     eventsBefore: number;
     eventsKept: number;
+    proofsBefore: number;
+    nowMs: number;
   }): void {
+    this.sql.exec('DELETE FROM passkey_challenges WHERE expires_at <= ?', input.nowMs);
     this.sql.exec(
       'DELETE FROM sessions WHERE created_at < ? OR gen_expires_at < ?',
       input.sessionsCreatedBefore,
       input.sessionsIdleBeforeSeconds,
     );
     this.sql.exec('DELETE FROM events WHERE last_at < ?', input.eventsBefore);
+    this.sql.exec('DELETE FROM used_proofs WHERE until < ?', input.proofsBefore);
     this.sql.exec(
       'DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)',
       input.eventsKept,
@@ -288,7 +372,10 @@ export class UserRecords {
   /** Whether anything is stored that pruning may one day delete, or D1 is still owed a write. */
   holdsAnything(): boolean {
     const row = this.sql
-      .exec<{ n: number }>('SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox) AS n')
+      .exec<{ n: number }>(
+        `SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM outbox)
+              + (SELECT COUNT(*) FROM used_proofs) + (SELECT COUNT(*) FROM passkey_challenges) AS n`,
+      )
       .one();
     return row.n > 0;
   }
@@ -304,5 +391,7 @@ function toSession(userId: string, row: SessionRow): SessionRecord {
     genMintedAt: row.gen_minted_at,
     genExpiresAt: row.gen_expires_at,
     revokedAt: row.revoked_at,
+    dpopJkt: row.dpop_jkt,
+    dbscJkt: row.dbsc_jkt,
   };
 }

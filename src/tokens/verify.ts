@@ -1,4 +1,5 @@
-import { ACCESS_TOKEN_TYP, type AccessTokenClaims } from './claims';
+import { ACCESS_TOKEN_TYP, type AccessTokenClaims, CLIENT_ID_PATTERN } from './claims';
+import { isLowS } from './ecdsa';
 import type { Keyring, VerificationKey } from './keys';
 
 /** Leeway on `exp`, and on an `iat` in the future (API.md: at most 5 seconds). */
@@ -8,6 +9,8 @@ export const CLOCK_LEEWAY_SECONDS = 5;
 const MAX_TOKEN_LENGTH = 4096;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const IDENTIFIER = /^[A-Za-z0-9._:-]{1,128}$/;
+/** An RFC 7638 SHA-256 thumbprint: 32 bytes in unpadded base64url. */
+const JKT = /^[A-Za-z0-9_-]{43}$/;
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 /**
@@ -104,10 +107,22 @@ function isAccessTokenTyp(typ: unknown): boolean {
   return lower === ACCESS_TOKEN_TYP || lower === `application/${ACCESS_TOKEN_TYP}`;
 }
 
+/**
+ * `cnf` (RFC 7800) as latchkey mints it: exactly `{"jkt": <thumbprint>}`. Any other confirmation
+ * method, or another member beside `jkt`, is a binding latchkey cannot check, and a token whose
+ * binding is ignored is a bearer token again: such a token is invalid, not unbound.
+ */
+function readConfirmation(cnf: unknown): { jkt: string } | undefined {
+  if (!isRecord(cnf)) return undefined;
+  const members = Object.keys(cnf);
+  if (members.length !== 1 || members[0] !== 'jkt' || typeof cnf.jkt !== 'string' || !JKT.test(cnf.jkt)) return undefined;
+  return { jkt: cnf.jkt };
+}
+
 /** Every claim present, of the right type and shape; anything else makes the token invalid. */
 function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenClaims | undefined {
   if (!isRecord(payload)) return undefined;
-  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf } = payload;
+  const { iss, aud, sub, sid, gen, iat, exp, jti, nbf, client_id, cnf, email_verified } = payload;
   if (iss !== expect.issuer || aud !== expect.audience) return undefined;
   if (typeof sub !== 'string' || !IDENTIFIER.test(sub)) return undefined;
   if (typeof sid !== 'string' || !IDENTIFIER.test(sid)) return undefined;
@@ -117,7 +132,19 @@ function readClaims(payload: unknown, expect: VerifyExpectations): AccessTokenCl
   const nowSeconds = expect.nowMs / 1000;
   if (iat > nowSeconds + CLOCK_LEEWAY_SECONDS) return undefined;
   if (nbf !== undefined && (!isNumericDate(nbf) || nbf > nowSeconds + CLOCK_LEEWAY_SECONDS)) return undefined;
-  return { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
+  if (email_verified !== undefined && typeof email_verified !== 'boolean') return undefined;
+  const claims: AccessTokenClaims = { iss, aud, sub, sid, gen: gen as number, iat, exp, jti };
+  if (client_id !== undefined) {
+    if (typeof client_id !== 'string' || !CLIENT_ID_PATTERN.test(client_id)) return undefined;
+    claims.client_id = client_id;
+  }
+  if (cnf !== undefined) {
+    const confirmation = readConfirmation(cnf);
+    if (!confirmation) return undefined;
+    claims.cnf = confirmation;
+  }
+  if (email_verified !== undefined) claims.email_verified = email_verified;
+  return claims;
 }
 
 /**
@@ -148,6 +175,8 @@ export async function verifyAccessToken(
 
   const signature = base64urlBytes(token.slice(lastDot + 1));
   if (!signature) return INVALID;
+  // One spelling per token: of an ECDSA pair (r, s) and (r, n - s), only the low one (ecdsa.ts).
+  if (key.alg === 'ES256' && !isLowS(signature)) return INVALID;
   let valid: boolean;
   try {
     // The signing input is the ASCII of `header.payload` exactly as sent (RFC 7515 §5.2).

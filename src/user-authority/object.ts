@@ -1,21 +1,41 @@
 import { DurableObject } from 'cloudflare:workers';
 import { now } from '../clock';
 import { type Config, configFrom } from '../config';
-import { StorageUnavailableError } from '../errors';
-import { decideRenewal, type RenewalDecision, renewalPolicy, type SessionRecord, sessionState } from '../renewal/decide';
+import { isUsableLink } from '../email/tokens';
+import { type ErrorCode, StorageUnavailableError } from '../errors';
+import { PASSKEY_CHALLENGE_TTL_MS } from '../passkeys/ceremony';
+import {
+  decideRenewal,
+  type PresentedProof,
+  type RenewalDecision,
+  renewalPolicy,
+  type SessionRecord,
+  sessionState,
+} from '../renewal/decide';
 import { NOT_LIVE } from '../storage/liveness';
-import type { SecurityEvent, StoredEvent, UserState } from '../storage/records';
+import type {
+  DirectoryWrite,
+  EventDetail,
+  NewPasskey,
+  PasskeyDeviceType,
+  PasskeyRecord,
+  SecurityEvent,
+  StoredEvent,
+  UserState,
+} from '../storage/records';
 import { Store } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
-import { type AccessTokenClaims, generationJti } from '../tokens/claims';
+import { type AccessTokenClaims, accessTokenClaims } from '../tokens/claims';
 import { keyringFor } from '../tokens/keys';
 import { signAccessToken } from '../tokens/sign';
-import { type AuthorityResult, done, failed, type TokenGrant } from './results';
+import { type AuthorityResult, done, failed, type ProofOfPossession, type TokenGrant } from './results';
 
 /** Repeats of a coalesced event type within this window add to one event's count. */
 const COALESCE_WINDOW_MS = 60 * 60 * 1000;
 /** How often the object looks for sessions and events it may delete, while it holds any. */
 const PRUNE_INTERVAL_MS = 24 * 60 * 60 * 1000;
+/** Registration challenges kept per user, the newest: options asked for and never answered. */
+const MAX_PENDING_REGISTRATIONS = 5;
 /** Retries of writes owed to D1 back off from 1 s, doubling, up to this. */
 const MAX_RETRY_DELAY_MS = 5 * 60 * 1000;
 
@@ -38,7 +58,8 @@ export interface EventPage {
  * The per-user authority: one instance per user (`idFromName(userId)`). It owns that user's hot
  * state in its own SQLite storage (user-records.ts): the user's instants, sessions, generations,
  * security events, and an outbox of writes owed to D1. Every write concerning the user passes
- * through it: login, renewal, logout, logout-all, password change, admin revocation.
+ * through it: login (by password or passkey), renewal, logout, logout-all, password change and
+ * reset, email verification, admin revocation, adding and removing passkeys.
  *
  * - A renewal touches no D1: load, decide with `decideRenewal`, persist, in one synchronous
  *   storage transaction with nothing awaited in between (PROTOCOL.md invariant 5). The platform
@@ -83,45 +104,169 @@ export class UserAuthority extends DurableObject<Env> {
     upgradedPasswordHash: string | null;
     client: string | null;
     throttleKey: { email: string; clientIp: string };
+    /** The login's DPoP proof, verified by the Worker: the new session is bound to its key. */
+    dpop: ProofOfPossession | null;
+    emailVerified: boolean;
   }): Promise<AuthorityResult<TokenGrant>> {
-    return this.#exclusive(async () => {
-      const user = this.#user(input.userId);
-      const at = this.#tick(user);
-      this.#transaction(() => this.#records.saveUser(user));
-      const session = this.#newSession(user.userId, input.client, at);
-      const pending = this.#records.pending();
-      const recorded = await this.#sendToDirectory(() =>
-        this.#directory.recordLogin({
-          pending: pending.writes,
+    return this.#openSession(
+      {
+        userId: input.userId,
+        client: input.client,
+        detail: input.client === null ? null : { client: input.client },
+        dpop: input.dpop,
+        emailVerified: input.emailVerified,
+      },
+      async (pending, session) => ({
+        opened: await this.#directory.recordLogin({
+          pending,
           session,
           checkedPasswordHash: input.checkedPasswordHash,
           upgradedPasswordHash: input.upgradedPasswordHash,
           throttleKey: input.throttleKey,
         }),
-      );
-      this.#transaction(() => {
-        this.#records.delivered(pending.upToId);
-        if (!recorded) return;
-        this.#records.insertSession(session);
-        user.lastLoginAt = at;
-        this.#records.saveUser(user);
-        this.#append({
-          type: 'login',
-          at,
-          sessionId: session.id,
-          detail: session.client === null ? null : { client: session.client },
-        });
+        refusal: null,
+      }),
+    );
+  }
+
+  /**
+   * Opens a session after the Worker verified a passkey's signature over a challenge it spent: a
+   * sign-in like a password login in every respect (renewal rules, events, and `last_login_at`,
+   * since the person proved their credentials). D1 records the session's mirror row first, only
+   * if the passkey is still the user's and the signature counter presented is above the stored
+   * one; a counter that is not is refused and logged as `passkey_counter_regressed`.
+   */
+  loginWithPasskey(input: {
+    userId: string;
+    passkeyId: string;
+    counter: number;
+    deviceType: PasskeyDeviceType;
+    backedUp: boolean;
+    userVerified: boolean;
+    client: string | null;
+    /** The sign-in's DPoP proof, verified by the Worker: the new session is bound to its key. */
+    dpop: ProofOfPossession | null;
+  }): Promise<AuthorityResult<TokenGrant>> {
+    const detail: EventDetail = { method: 'passkey', passkey_id: input.passkeyId, user_verified: input.userVerified };
+    if (input.client !== null) detail.client = input.client;
+    const opening = { userId: input.userId, client: input.client, detail, dpop: input.dpop, emailVerified: false };
+    return this.#openSession(opening, async (pending, session) => {
+      const recorded = await this.#directory.recordPasskeyLogin({
+        pending,
+        session,
+        credentialId: input.passkeyId,
+        counter: input.counter,
+        deviceType: input.deviceType,
+        backedUp: input.backedUp,
       });
-      if (!recorded) return failed('invalid_credentials');
-      await this.#keepPruning();
-      return { ok: true, value: await this.#grant(session, at) };
+      switch (recorded.kind) {
+        case 'recorded':
+          return { opened: true, refusal: null };
+        case 'gone':
+          return { opened: false, refusal: null };
+        case 'counter_regressed':
+          return {
+            opened: false,
+            refusal: {
+              type: 'passkey_counter_regressed',
+              detail: { passkey_id: input.passkeyId, stored_counter: recorded.storedCounter, presented_counter: input.counter },
+            },
+          };
+      }
     });
   }
 
-  /** PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified. */
-  async renew(token: AccessTokenClaims): Promise<AuthorityResult<TokenGrant>> {
-    const outcome = this.#decideAndPersist(token, 'renew');
+  /**
+   * Issues a registration challenge to a live session of the user: the Worker sends it in the
+   * creation options, and only that session can spend it, before it expires (`addPasskey`).
+   */
+  async beginPasskeyRegistration(input: { userId: string; sessionId: string; challenge: string }): Promise<AuthorityResult<null>> {
+    const refused = this.#transaction(() => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      const nowMs = now();
+      this.#records.savePasskeyChallenge(
+        input.challenge,
+        input.sessionId,
+        nowMs + PASSKEY_CHALLENGE_TTL_MS,
+        nowMs,
+        MAX_PENDING_REGISTRATIONS,
+      );
+      return null;
+    });
+    if (refused) return refused;
+    await this.#keepPruning();
+    return done;
+  }
+
+  /**
+   * Stores a passkey whose registration the Worker verified, if the challenge it answers was
+   * issued to this session and has not expired, and the session is still live here (whatever
+   * D1's mirror told the strict check). The challenge is spent once D1 has answered, so a retry
+   * after D1 failed can use it again and a replay after success cannot.
+   */
+  addPasskey(input: {
+    userId: string;
+    sessionId: string;
+    challenge: string;
+    passkey: NewPasskey;
+  }): Promise<AuthorityResult<PasskeyRecord>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      if (!this.#records.holdsPasskeyChallenge(input.challenge, input.sessionId, now())) return failed('passkey_rejected');
+      const at = this.#tick(user);
+      this.#transaction(() => this.#records.saveUser(user));
+      const stored = await this.#sendToDirectory(() => this.#directory.insertPasskey(user.userId, input.passkey, at));
+      this.#transaction(() => {
+        this.#records.deletePasskeyChallenge(input.challenge);
+        if (stored) {
+          this.#append({
+            type: 'passkey_added',
+            at,
+            sessionId: input.sessionId,
+            detail: { passkey_id: stored.id, name: stored.name },
+          });
+        }
+      });
+      return stored ? { ok: true, value: stored } : failed('passkey_rejected');
+    });
+  }
+
+  /**
+   * Deletes one of the user's passkeys, for a live session of theirs. Every account has a password
+   * (registration requires one and nothing removes it), so no removal can leave the account
+   * without a way to sign in. Sessions opened with the passkey stay: ending them is logout-all's.
+   */
+  removePasskey(input: { userId: string; sessionId: string; passkeyId: string }): Promise<AuthorityResult<null>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const live = this.#liveSession(user, input.sessionId);
+      if (live !== null) return live;
+      const removed = await this.#sendToDirectory(() => this.#directory.deletePasskey(user.userId, input.passkeyId));
+      if (!removed) return failed('not_found');
+      this.#transaction(() => {
+        // Loaded again: a renewal may have moved the user's state while D1 was awaited.
+        const latest = this.#user(user.userId);
+        const at = this.#tick(latest);
+        this.#records.saveUser(latest);
+        this.#append({ type: 'passkey_removed', at, sessionId: input.sessionId, detail: { passkey_id: input.passkeyId } });
+      });
+      return done;
+    });
+  }
+
+  /**
+   * PROTOCOL.md's renewal of a token whose signature and claims the Worker already verified.
+   * `proof` is the proof of possession the Worker verified with the request, if any.
+   */
+  async renew(token: AccessTokenClaims, proof: ProofOfPossession | null = null): Promise<AuthorityResult<TokenGrant>> {
+    const outcome = this.#decideAndPersist(token, proof, 'renew');
     switch (outcome.decision.kind) {
+      case 'unproven':
+        return failed('invalid_dpop_proof');
       case 'rotate':
       case 'grace':
         return { ok: true, value: await this.#grant(outcome.session as SessionRecord, outcome.at) };
@@ -144,11 +289,13 @@ export class UserAuthority extends DurableObject<Env> {
    * the previous one within the grace window, ends it as a logout; a superseded token beyond it is
    * reuse, recorded and answered as such. Idempotent for a session already ended.
    */
-  logout(token: AccessTokenClaims): Promise<AuthorityResult<null>> {
+  logout(token: AccessTokenClaims, proof: ProofOfPossession | null = null): Promise<AuthorityResult<null>> {
     return this.#exclusive(async () => {
-      const outcome = this.#decideAndPersist(token, 'logout');
+      const outcome = this.#decideAndPersist(token, proof, 'logout');
       await this.#deliver();
       switch (outcome.decision.kind) {
+        case 'unproven':
+          return failed('invalid_dpop_proof');
         case 'reuse':
           return failed('token_reused');
         case 'mismatch':
@@ -199,47 +346,108 @@ export class UserAuthority extends DurableObject<Env> {
     throttleKey: { email: string; clientIp: string };
   }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(async () => {
+      // Read before revoking anything: a hash that changed since the Worker checked it refuses
+      // the change without signing anyone out.
+      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(input.userId));
+      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
+      // Judged after that await, not before: a reuse detected meanwhile ends the caller's session.
       const user = this.#user(input.userId);
       const current = this.#records.loadSession(user.userId, input.sessionId);
       const state = sessionState(current, user, now(), renewalPolicy(this.#config));
       if (!current || state !== 'live') return failed(NOT_LIVE[state === 'live' ? 'revoked' : state]);
-      // Read before revoking anything: a hash that changed since the Worker checked it refuses
-      // the change without signing anyone out.
-      const hash = await this.#sendToDirectory(() => this.#directory.passwordHashOf(user.userId));
-      if (hash !== input.checkedPasswordHash) return failed('invalid_credentials');
 
-      // Every older session is revoked here first (with its D1 write owed), so that whatever
-      // happens to D1 below, this object renews none of them again.
-      const revokedBefore = this.#tick(user);
-      const at = this.#tick(user);
-      this.#transaction(() => {
-        user.revokedBefore = revokedBefore;
-        this.#records.saveUser(user);
-        this.#records.enqueue({ kind: 'revoke_user', userId: user.userId, at: revokedBefore });
+      const grant = await this.#replacePassword({
+        userId: user.userId,
+        client: current.client,
+        dpopJkt: current.dpopJkt,
+        event: { type: 'password_changed', sessionId: input.sessionId },
+        verifiesEmail: false,
+        record: (pending, session) =>
+          this.#directory.recordPasswordChange({
+            pending,
+            userId: user.userId,
+            checkedPasswordHash: input.checkedPasswordHash,
+            newPasswordHash: input.newPasswordHash,
+            session,
+            throttleKey: input.throttleKey,
+          }),
       });
-      const session = this.#newSession(user.userId, current.client, at);
+      // Only a write to D1 that bypassed this object can get here; its revocation stands.
+      return grant ? { ok: true, value: grant } : failed('invalid_credentials');
+    });
+  }
+
+  /**
+   * POST /auth/password/reset: the password of the account whose reset link was followed is
+   * replaced exactly as a change replaces it (every session revoked, a fresh one opened for the
+   * person who followed the link), and the link is consumed in the same D1 transaction. Following
+   * the link proves the mailbox, so the email counts as verified from then on.
+   *
+   * The link is read again here, inside this object's turn, before anything is revoked: two
+   * requests with one link (a double click) are one at a time here, and the second finds the link
+   * used and changes nothing, rather than signing out the session the first one opened.
+   */
+  resetPassword(input: {
+    userId: string;
+    tokenHash: string;
+    newPasswordHash: string;
+    client: string | null;
+  }): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(async () => {
+      const link = await this.#sendToDirectory(() => this.#directory.findLinkToken(input.tokenHash));
+      if (!isUsableLink(link, 'reset', input.userId, now()) || link.passwordHashAtIssue === null) {
+        return failed('invalid_reset_token');
+      }
+      const checkedPasswordHash = link.passwordHashAtIssue;
+      const grant = await this.#replacePassword({
+        userId: input.userId,
+        client: input.client,
+        dpopJkt: null,
+        event: { type: 'password_reset', sessionId: null },
+        verifiesEmail: true,
+        record: (pending, session) =>
+          this.#directory.recordPasswordChange({
+            pending,
+            userId: input.userId,
+            checkedPasswordHash,
+            newPasswordHash: input.newPasswordHash,
+            session,
+            throttleKey: null,
+            resetLink: { tokenHash: input.tokenHash },
+          }),
+      });
+      if (!grant) return failed('invalid_reset_token');
+      await this.#keepPruning();
+      return { ok: true, value: grant };
+    });
+  }
+
+  /**
+   * POST /auth/email/verify: D1 consumes the link and marks the email verified, guarded, in one
+   * transaction; then this object records it, so the user's next tokens say `email_verified`.
+   */
+  markEmailVerified(input: { userId: string; tokenHash: string }): Promise<AuthorityResult<null>> {
+    return this.#exclusive(async () => {
+      const at = this.#transaction(() => {
+        const user = this.#user(input.userId);
+        const instant = this.#tick(user);
+        this.#records.saveUser(user);
+        return instant;
+      });
       const pending = this.#records.pending();
-      const changed = await this.#sendToDirectory(() =>
-        this.#directory.recordPasswordChange({
-          pending: pending.writes,
-          userId: user.userId,
-          checkedPasswordHash: input.checkedPasswordHash,
-          newPasswordHash: input.newPasswordHash,
-          session: { id: session.id, createdAt: at },
-          throttleKey: input.throttleKey,
-        }),
+      const verified = await this.#sendToDirectory(() =>
+        this.#directory.recordEmailVerified({ pending: pending.writes, userId: input.userId, tokenHash: input.tokenHash, at }),
       );
       this.#transaction(() => {
         this.#records.delivered(pending.upToId);
-        if (!changed) return;
-        this.#records.insertSession(session);
-        user.lastLoginAt = at;
+        if (!verified) return;
+        const user = this.#user(input.userId);
+        this.#noteEmailVerified(user, at, 'link');
         this.#records.saveUser(user);
-        this.#append({ type: 'password_changed', at: revokedBefore, sessionId: input.sessionId, detail: null });
       });
-      // Only a write to D1 that bypassed this object can get here; its revocation stands.
-      if (!changed) return failed('invalid_credentials');
-      return { ok: true, value: await this.#grant(session, at) };
+      if (!verified) return failed('invalid_verification_token');
+      await this.#keepPruning();
+      return done;
     });
   }
 
@@ -250,6 +458,21 @@ export class UserAuthority extends DurableObject<Env> {
       const at = this.#tick(user);
       this.#records.saveUser(user);
       this.#append({ type: 'login_failed', at, sessionId: null, detail: null });
+    });
+  }
+
+  /**
+   * A request presented a token of this session without a valid proof of the key the session is
+   * bound to (rule 1b), found by the Worker before calling here. Coalesced per session: the user
+   * learns that a copy of a token is out there, and a flood of them is one event.
+   */
+  recordProofFailure(input: { userId: string; sessionId: string }): void {
+    this.#transaction(() => {
+      const user = this.#records.loadUser();
+      if (!user || user.userId !== input.userId || !this.#records.loadSession(user.userId, input.sessionId)) return;
+      const at = this.#tick(user);
+      this.#records.saveUser(user);
+      this.#append({ type: 'proof_failed', at, sessionId: input.sessionId, detail: null });
     });
   }
 
@@ -297,9 +520,73 @@ export class UserAuthority extends DurableObject<Env> {
         sessionsIdleBeforeSeconds: Math.floor((nowMs - policy.renewWindowMs) / 1000),
         eventsBefore: nowMs - this.#config.eventRetentionDays * 86_400_000,
         eventsKept: this.#config.eventRetentionCount,
+        proofsBefore: nowMs,
+        nowMs,
       }),
     );
     if (this.#records.holdsAnything()) await this.ctx.storage.setAlarm(nowMs + PRUNE_INTERVAL_MS);
+  }
+
+  // ---- opening a session -----------------------------------------------------------------
+
+  /**
+   * The one path of every sign-in. `record` writes the session's D1 mirror row, guarded by what
+   * the Worker checked (the password hash, or the passkey and its counter), in one batch after the
+   * writes this object owes D1; only if it was written does this object record the session (bound
+   * to the login proof's key, if one came), move `last_login_at` (the user proved their
+   * credentials: PROTOCOL.md rule 7) and log `login`. A refusal may name an event to log instead.
+   */
+  #openSession(
+    input: {
+      userId: string;
+      client: string | null;
+      detail: EventDetail | null;
+      dpop: ProofOfPossession | null;
+      emailVerified: boolean;
+    },
+    record: (
+      pending: readonly DirectoryWrite[],
+      session: SessionRecord,
+    ) => Promise<{ opened: boolean; refusal: Pick<SecurityEvent, 'type' | 'detail'> | null }>,
+  ): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(async () => {
+      const user = this.#user(input.userId);
+      const at = this.#tick(user);
+      const fresh = this.#transaction(() => {
+        this.#records.saveUser(user);
+        return input.dpop === null || this.#records.useProofOnce(input.dpop.jti, input.dpop.usableUntilMs);
+      });
+      if (!fresh) return failed('invalid_dpop_proof');
+      const session = this.#newSession(user.userId, input.client, at, input.dpop?.jkt ?? null);
+      const pending = this.#records.pending();
+      const { opened, refusal } = await this.#sendToDirectory(() => record(pending.writes, session));
+      this.#transaction(() => {
+        this.#records.delivered(pending.upToId);
+        if (!opened) {
+          if (refusal) this.#append({ ...refusal, at, sessionId: null });
+          return;
+        }
+        this.#records.insertSession(session);
+        // Loaded again: a renewal may have run while D1 was awaited (theft detected, the user's
+        // revocation instant moved), and saving the copy from before would undo it.
+        const latest = this.#user(user.userId);
+        latest.lastLoginAt = at;
+        if (input.emailVerified) this.#noteEmailVerified(latest, at, 'link');
+        this.#records.saveUser(latest);
+        this.#append({ type: 'login', at, sessionId: session.id, detail: input.detail });
+      });
+      if (!opened) return failed('invalid_credentials');
+      await this.#keepPruning();
+      return { ok: true, value: await this.#grant(session, at) };
+    });
+  }
+
+  /** Null when `sessionId` is a live session of the user here; else the refusal to answer. */
+  #liveSession(user: UserState, sessionId: string): { ok: false; code: ErrorCode } | null {
+    const session = this.#records.loadSession(user.userId, sessionId);
+    const state = sessionState(session, user, now(), renewalPolicy(this.#config));
+    if (!session || state !== 'live') return failed(NOT_LIVE[state === 'live' ? 'revoked' : state]);
+    return null;
   }
 
   // ---- load, decide, persist -------------------------------------------------------------
@@ -311,6 +598,7 @@ export class UserAuthority extends DurableObject<Env> {
    */
   #decideAndPersist(
     token: AccessTokenClaims,
+    proof: ProofOfPossession | null,
     purpose: 'renew' | 'logout',
   ): { decision: RenewalDecision; session: SessionRecord | null; at: number } {
     return this.#transaction(() => {
@@ -318,9 +606,19 @@ export class UserAuthority extends DurableObject<Env> {
       const user = stored?.userId === token.sub ? stored : null;
       const session = user ? this.#records.loadSession(user.userId, token.sid) : null;
       const at = user ? this.#tick(user) : now();
-      const decision = decideRenewal(token, session, user, at, renewalPolicy(this.#config));
+      // A proof counts once: a replayed one is no proof at all. Its jti is kept until the proof
+      // is too old to be accepted anyway, in the same storage, so an eviction forgets nothing.
+      const presented: PresentedProof | null =
+        proof !== null && this.#records.useProofOnce(proof.jti, proof.usableUntilMs)
+          ? { kind: proof.kind, jkt: proof.jkt }
+          : null;
+      const decision = decideRenewal(token, session, user, at, renewalPolicy(this.#config), presented);
       if (!user || !session) return { decision, session, at };
       switch (decision.kind) {
+        case 'unproven':
+          this.#records.saveUser(user);
+          this.#append({ type: 'proof_failed', at, sessionId: session.id, detail: null });
+          return { decision, session, at };
         case 'rotate':
         case 'grace':
           if (purpose === 'logout') {
@@ -402,6 +700,57 @@ export class UserAuthority extends DurableObject<Env> {
     });
   }
 
+  /**
+   * What a password change and a reset share. Every session of the user is revoked here first,
+   * with its D1 write owed, so that whatever happens to D1 below, this object renews none of them
+   * again; then `record` sends D1 the pending writes, the new hash (guarded) and the fresh
+   * session's mirror row in one batch; only if D1 took the new hash is the fresh session recorded
+   * here and logged. Null when D1 refused it: the revocation stands.
+   */
+  async #replacePassword(input: {
+    userId: string;
+    client: string | null;
+    /** The key the fresh session is bound to: the changing session's, so its holder keeps it. */
+    dpopJkt: string | null;
+    event: { type: 'password_changed' | 'password_reset'; sessionId: string | null };
+    verifiesEmail: boolean;
+    record: (pending: readonly DirectoryWrite[], session: { id: string; createdAt: number }) => Promise<boolean>;
+  }): Promise<TokenGrant | null> {
+    const { revokedBefore, at } = this.#transaction(() => {
+      const user = this.#user(input.userId);
+      const instants = { revokedBefore: this.#tick(user), at: this.#tick(user) };
+      user.revokedBefore = instants.revokedBefore;
+      this.#records.saveUser(user);
+      this.#records.enqueue({ kind: 'revoke_user', userId: user.userId, at: instants.revokedBefore });
+      return instants;
+    });
+    const session = this.#newSession(input.userId, input.client, at, input.dpopJkt);
+    const pending = this.#records.pending();
+    const changed = await this.#sendToDirectory(() => input.record(pending.writes, { id: session.id, createdAt: at }));
+    this.#transaction(() => {
+      this.#records.delivered(pending.upToId);
+      if (!changed) return;
+      this.#records.insertSession(session);
+      // Loaded again, not kept across the await: a renewal may have moved the user's state since.
+      const user = this.#user(input.userId);
+      user.lastLoginAt = at;
+      if (input.verifiesEmail) this.#noteEmailVerified(user, revokedBefore, 'password_reset');
+      this.#records.saveUser(user);
+      this.#append({ type: input.event.type, at: revokedBefore, sessionId: input.event.sessionId ?? session.id, detail: null });
+    });
+    return changed ? this.#grant(session, at) : null;
+  }
+
+  /**
+   * The email is verified from `at` on (once: a later proof changes nothing), logged with how it
+   * was proved. Inside a transaction; the caller saves `user`.
+   */
+  #noteEmailVerified(user: UserState, at: number, via: 'link' | 'password_reset'): void {
+    if (user.emailVerifiedAt !== null) return;
+    user.emailVerifiedAt = at;
+    this.#append({ type: 'email_verified', at, sessionId: null, detail: { via } });
+  }
+
   // ---- D1, the outbox and the alarm ------------------------------------------------------
 
   /** Runs a D1 call; on failure, the writes owed stay owed and the alarm will retry them. */
@@ -475,7 +824,7 @@ export class UserAuthority extends DurableObject<Env> {
 
   /** The user's state, or a fresh one for a user this object has not seen yet. */
   #user(userId: string): UserState {
-    return this.#records.loadUser() ?? { userId, revokedBefore: 0, lastLoginAt: 0, clock: 0 };
+    return this.#records.loadUser() ?? { userId, revokedBefore: 0, lastLoginAt: 0, clock: 0, emailVerifiedAt: null };
   }
 
   /** The next instant of the user's clock: after now and after every instant handed out before. */
@@ -488,7 +837,7 @@ export class UserAuthority extends DurableObject<Env> {
     this.#records.appendEvent(event, COALESCE_WINDOW_MS);
   }
 
-  #newSession(userId: string, client: string | null, at: number): SessionRecord {
+  #newSession(userId: string, client: string | null, at: number, dpopJkt: string | null): SessionRecord {
     return {
       id: crypto.randomUUID(),
       userId,
@@ -498,24 +847,28 @@ export class UserAuthority extends DurableObject<Env> {
       genMintedAt: at,
       genExpiresAt: Math.floor(at / 1000) + this.#config.accessTokenTtlSeconds,
       revokedAt: null,
+      dpopJkt,
+      dbscJkt: null,
     };
   }
 
-  /** The token of the session's current generation: the same every time it is asked for. */
+  /**
+   * The token of the session's current generation: the same every time it is asked for. Its
+   * `email_verified` says whether the email was verified when the generation was minted, so a
+   * grace answer after a verification is still the very same token.
+   */
   async #grant(session: SessionRecord, at: number): Promise<TokenGrant> {
-    const claims: AccessTokenClaims = {
-      iss: this.#config.issuer,
-      aud: this.#config.audience,
-      sub: session.userId,
-      sid: session.id,
-      gen: session.gen,
-      iat: Math.floor(session.genMintedAt / 1000),
-      exp: session.genExpiresAt,
-      jti: generationJti(session.id, session.gen),
-    };
+    const verifiedAt = this.#records.loadUser()?.emailVerifiedAt ?? null;
+    const claims = accessTokenClaims({
+      config: this.#config,
+      session,
+      jkt: session.dpopJkt,
+      emailVerified: verifiedAt !== null && verifiedAt <= session.genMintedAt,
+    });
     const keyring = await keyringFor(this.#config.signingKeysJson);
     return {
       accessToken: await signAccessToken(claims, keyring),
+      tokenType: session.dpopJkt === null ? 'Bearer' : 'DPoP',
       expiresIn: Math.max(0, claims.exp - Math.floor(at / 1000)),
       sessionId: session.id,
       sessionEndsAt: session.createdAt + this.#config.sessionMaxAgeSeconds * 1000,

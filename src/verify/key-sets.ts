@@ -1,4 +1,5 @@
 import { now } from '../clock';
+import { readCappedBody } from '../http/capped-body';
 import type { PublicKeyEntry, VerificationKey } from '../tokens/keys';
 import { importPublicKeys, readPublicJwks } from './jwks';
 
@@ -182,8 +183,9 @@ export class RemoteKeySet implements KeySet {
       await response.body?.cancel();
       throw new Error(`JWKS answered ${response.status}`);
     }
-    const bytes = await response.arrayBuffer();
-    if (bytes.byteLength > MAX_JWKS_BYTES) throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+    // Capped while it streams: an endpoint answering an endless body costs a bounded read, not memory.
+    const bytes = await readCappedBody(response, MAX_JWKS_BYTES);
+    if (bytes === undefined) throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
     const keys = await importPublicKeys(readPublicJwks(JSON.parse(new TextDecoder().decode(bytes))));
     if (keys.size === 0) throw new Error('JWKS holds no Ed25519 or P-256 signature key');
     const fetchedAt = now();

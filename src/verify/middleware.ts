@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AccessTokenClaims } from '../tokens/claims';
-import { failureResponse, type LatchkeyVerifier, type VerifyOptions } from './verifier';
+import { dpopPolicyOf, failureResponse, type LatchkeyVerifier, type VerifyOptions } from './verifier';
 
 /** What `latchkeyAuth` sets on the context: `c.get('latchkey')` is the verified token's claims. */
 export interface LatchkeyVariables {
@@ -17,6 +17,12 @@ export interface LatchkeyVariables {
  * Stateless by default: the signature and claims alone, no call anywhere once the keys are cached;
  * a stolen token works until it expires. `{ strict: true }` also asks latchkey, through the
  * service binding, whether the session is still live: for changing money or credentials.
+ *
+ * A token bound to a key (`cnf.jkt`, RFC 9449) is accepted only as `Authorization: DPoP` with a
+ * valid `DPoP` proof of that key, whatever the options; `{ dpop: 'required' }` accepts bound
+ * tokens only. Options are checked here, when the middleware is built.
+ *
+ * `{ requireVerifiedEmail: true }` refuses tokens of users whose email is not verified (403).
  */
 export function latchkeyAuth(
   verifier: LatchkeyVerifier,
@@ -24,14 +30,16 @@ export function latchkeyAuth(
 ): MiddlewareHandler<{ Variables: LatchkeyVariables }> {
   if (typeof verifier?.verifyRequest !== 'function') throw new TypeError('latchkeyAuth: pass a verifier from createVerifier');
   const strict = options.strict === true;
+  const requireVerifiedEmail = options.requireVerifiedEmail === true;
   if (strict && !verifier.supportsStrict) {
     throw new TypeError('latchkeyAuth: strict checks need a verifier with the binding key source');
   }
+  const dpop = dpopPolicyOf(options);
   return async (c, next) => {
-    const outcome = await verifier.verifyRequest(c.req.raw, { strict });
+    const outcome = await verifier.verifyRequest(c.req.raw, { strict, dpop, requireVerifiedEmail });
     if (!outcome.ok) {
       const res = failureResponse(outcome);
-      throw new HTTPException(res.status as 401 | 503, { res });
+      throw new HTTPException(res.status as 401 | 403 | 503, { res });
     }
     c.set('latchkey', outcome.claims);
     await next();

@@ -1,6 +1,8 @@
 import { now } from '../clock';
+import { checkPossession, readProofHeader } from '../dpop/possession';
+import { type DpopReplayStore, MemoryReplayCache } from '../dpop/replay';
 import { ApiError, problemResponse } from '../errors';
-import { bearerToken } from '../http/credentials';
+import { type AuthorizationCredential, authorizationCredential } from '../http/credentials';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { verifyAccessToken } from '../tokens/verify';
 import type { JwkSet } from './jwks';
@@ -35,14 +37,32 @@ export interface VerifierOptions {
   keys: KeySource;
   /** JWKS caching, for the `jwksUrl` and `binding` sources. Seconds. */
   cache?: { cooldownSeconds?: number; maxAgeSeconds?: number };
+  /**
+   * Where the `jti`s of accepted DPoP proofs are remembered, so that each proof is accepted once.
+   * Default: a `MemoryReplayCache` of this verifier, which sees replays within one isolate only
+   * (docs/VERIFYING.md); pass a strongly consistent store where that matters.
+   */
+  dpopReplayStore?: DpopReplayStore;
 }
 
 /** Why a request is refused: API.md codes, answered as latchkey answers them. */
-export type VerifyFailure = 'missing_token' | SessionFault;
+export type VerifyFailure = 'missing_token' | 'invalid_dpop_proof' | 'email_unverified' | SessionFault;
 
 export type VerifyOutcome =
   | { ok: true; claims: AccessTokenClaims }
-  | { ok: false; code: VerifyFailure; retryAfterSeconds?: number };
+  /** `scheme: 'DPoP'`: the refusal is answered with a DPoP challenge rather than a Bearer one. */
+  | { ok: false; code: VerifyFailure; retryAfterSeconds?: number; scheme?: 'DPoP' };
+
+/**
+ * DPoP (RFC 9449) on a check:
+ * - `'allowed'` (the default): unbound tokens as `Authorization: Bearer`; tokens bound to a key
+ *   (`cnf.jkt`) only as `Authorization: DPoP` with a valid `DPoP` proof by that key. A bound token
+ *   presented as `Bearer` is refused: a copy of it is worth nothing without the key.
+ * - `'required'`: bound tokens only, each with its proof; an unbound token is `invalid_token`.
+ *
+ * There is no setting that accepts a bound token without its proof.
+ */
+export type DpopPolicy = 'allowed' | 'required';
 
 export interface VerifyOptions {
   /**
@@ -50,15 +70,41 @@ export interface VerifyOptions {
    * idle limit): one RPC to latchkey, one D1 read there. Only with the `binding` key source.
    */
   strict?: boolean;
+  /** Default `'allowed'`. */
+  dpop?: DpopPolicy;
+  /**
+   * Refuse a token whose `email_verified` claim is not `true` (absent counts as false): 403
+   * `email_unverified`. The claim is as of the token's minting, so a person who just verified
+   * passes from their next renewal on.
+   */
+  requireVerifiedEmail?: boolean;
 }
 
 export interface LatchkeyVerifier {
-  /** Verifies a token (undefined or empty: `missing_token`). Never throws for a bad token. */
+  /**
+   * Verifies a token alone (undefined or empty: `missing_token`). Never throws for a bad token.
+   * With no request there is no proof, so a token bound to a key is refused `invalid_dpop_proof`:
+   * use `verifyRequest` for those.
+   */
   verify(token: string | undefined, options?: VerifyOptions): Promise<VerifyOutcome>;
-  /** Verifies the request's `Authorization: Bearer` token (RFC 6750 §2.1). */
+  /**
+   * Verifies the request's `Authorization: Bearer` token (RFC 6750 §2.1), or its
+   * `Authorization: DPoP` token with the `DPoP` proof header (RFC 9449 §7): the proof's `htm` and
+   * `htu` must be this request's method and URL, its `ath` the token's hash, its key the one the
+   * token's `cnf.jkt` names, its `iat` within a minute by this service's clock, and its `jti` new.
+   */
   verifyRequest(request: Request, options?: VerifyOptions): Promise<VerifyOutcome>;
   /** True with the `binding` key source, the only one that can answer strict checks. */
   readonly supportsStrict: boolean;
+}
+
+const DPOP_POLICIES: ReadonlySet<unknown> = new Set<DpopPolicy>(['allowed', 'required']);
+
+/** Throws for a `dpop` option that is neither `'allowed'` nor `'required'`: a typo must not loosen a check. */
+export function dpopPolicyOf(options: VerifyOptions | undefined): DpopPolicy {
+  const policy = options?.dpop ?? 'allowed';
+  if (!DPOP_POLICIES.has(policy)) throw new TypeError(`latchkey verify: dpop must be 'allowed' or 'required', got ${String(policy)}`);
+  return policy;
 }
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
@@ -112,22 +158,40 @@ class Verifier implements LatchkeyVerifier {
   private readonly audience: string;
   private readonly keys: KeySet;
   private readonly binding: LatchkeyBinding | undefined;
+  private readonly replay: DpopReplayStore;
 
   constructor(options: VerifierOptions) {
     this.issuer = nonEmpty(options?.issuer, 'issuer');
     this.audience = nonEmpty(options.audience, 'audience');
     ({ keys: this.keys, binding: this.binding } = keySetOf(options));
     this.supportsStrict = this.binding !== undefined;
+    const store = options.dpopReplayStore;
+    if (store !== undefined && typeof store?.useOnce !== 'function') {
+      throw new TypeError('latchkey verify: dpopReplayStore must have a useOnce(jti, untilMs, jkt) method');
+    }
+    this.replay = store ?? new MemoryReplayCache();
   }
 
   verifyRequest(request: Request, options?: VerifyOptions): Promise<VerifyOutcome> {
-    return this.verify(bearerToken(request), options);
+    return this.check(authorizationCredential(request), request, options);
   }
 
-  async verify(token: string | undefined, options: VerifyOptions = {}): Promise<VerifyOutcome> {
+  verify(token: string | undefined, options?: VerifyOptions): Promise<VerifyOutcome> {
+    return this.check(token === undefined ? undefined : { scheme: 'Bearer', token }, undefined, options);
+  }
+
+  private async check(
+    credential: AuthorizationCredential | undefined,
+    request: Request | undefined,
+    options: VerifyOptions = {},
+  ): Promise<VerifyOutcome> {
     const strict = options.strict === true;
     if (strict && !this.binding) throw new TypeError('latchkey verify: strict checks need the binding key source');
-    if (token === undefined || token === '') return { ok: false, code: 'missing_token' };
+    const policy = dpopPolicyOf(options);
+    // A client that used the DPoP scheme, or a route that takes nothing else, is challenged with DPoP.
+    const scheme = policy === 'required' || credential?.scheme === 'DPoP' ? { scheme: 'DPoP' as const } : {};
+    const token = credential?.token;
+    if (token === undefined || token === '') return { ok: false, code: 'missing_token', ...scheme };
     let result: Awaited<ReturnType<typeof verifyAccessToken>>;
     try {
       result = await verifyAccessToken(token, (kid) => this.keys.lookup(kid), {
@@ -142,10 +206,36 @@ class Verifier implements LatchkeyVerifier {
       }
       throw error;
     }
-    if (!result.ok) return { ok: false, code: result.reason === 'expired' ? 'token_expired' : 'invalid_token' };
-    if (!strict || !this.binding) return { ok: true, claims: result.claims };
+    if (!result.ok) return { ok: false, code: result.reason === 'expired' ? 'token_expired' : 'invalid_token', ...scheme };
+    const { claims } = result;
+    const boundJkt = claims.cnf?.jkt;
+    if (policy === 'required' && boundJkt === undefined) return { ok: false, code: 'invalid_token', scheme: 'DPoP' };
+    if (request === undefined) {
+      if (boundJkt !== undefined) return { ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' };
+    } else {
+      // The token first, then the proof: a forged token never costs a proof verification.
+      const possession = await checkPossession({
+        presentedAs: credential?.scheme ?? 'Bearer',
+        token,
+        boundJkt,
+        proof: readProofHeader(request),
+        method: request.method,
+        url: request.url,
+        nowMs: now(),
+      });
+      if (!possession.ok) return { ok: false, code: possession.code, scheme: 'DPoP' };
+      // Recorded only once everything else passed, so a bad proof cannot use up a good one's jti.
+      const proof = possession.proof;
+      if (proof && !(await this.replay.useOnce(proof.jti, proof.usableUntilMs, proof.jkt))) {
+        return { ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' };
+      }
+    }
+    if (options.requireVerifiedEmail === true && claims.email_verified !== true) {
+      return { ok: false, code: 'email_unverified' };
+    }
+    if (!strict || !this.binding) return { ok: true, claims };
     // Checked locally first: a forged or expired token never costs latchkey a call.
-    return this.askLatchkey(this.binding, token, result.claims);
+    return this.askLatchkey(this.binding, token, claims);
   }
 
   private async askLatchkey(binding: LatchkeyBinding, token: string, claims: AccessTokenClaims): Promise<VerifyOutcome> {
@@ -177,7 +267,8 @@ class Verifier implements LatchkeyVerifier {
  *
  * The checks are latchkey's own (src/tokens/verify.ts): signature by the key the `kid` names, with
  * that key's algorithm; `typ` `at+jwt`; no key-bearing header; `iss`, `aud`, every claim; `exp`
- * with a 5-second leeway.
+ * with a 5-second leeway; and for a token bound to a key, the DPoP proof of that key
+ * (src/dpop/), each proof accepted once.
  */
 export function createVerifier(options: VerifierOptions): LatchkeyVerifier {
   return new Verifier(options);
@@ -187,8 +278,11 @@ export function createVerifier(options: VerifierOptions): LatchkeyVerifier {
  * The problem document (RFC 9457, with the RFC 6750 challenge) latchkey answers for a failure,
  * for services that do not use the Hono middleware.
  */
-export function failureResponse(outcome: { code: VerifyFailure; retryAfterSeconds?: number }): Response {
+export function failureResponse(outcome: { code: VerifyFailure; retryAfterSeconds?: number; scheme?: 'DPoP' }): Response {
   return problemResponse(
-    new ApiError(outcome.code, outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+    new ApiError(outcome.code, {
+      ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+      ...(outcome.scheme === undefined ? {} : { scheme: outcome.scheme }),
+    }),
   );
 }

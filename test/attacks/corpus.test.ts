@@ -323,6 +323,22 @@ const TOKEN_ROUTES: Route[] = [
   { name: 'GET /auth/sessions', send: (headers) => call('/auth/sessions', { headers }) },
   { name: 'DELETE /auth/sessions/:id', send: (headers) => call(`/auth/sessions/${fx.user.token.session_id}`, { method: 'DELETE', headers }) },
   { name: 'GET /auth/events', send: (headers) => call('/auth/events', { headers }) },
+  { name: 'POST /auth/email/resend', send: (headers) => call('/auth/email/resend', { method: 'POST', headers }) },
+  { name: 'GET /auth/passkeys', send: (headers) => call('/auth/passkeys', { headers }) },
+  {
+    name: 'POST /auth/passkeys/register/options',
+    send: (headers) => call('/auth/passkeys/register/options', { method: 'POST', headers }),
+  },
+  {
+    name: 'POST /auth/passkeys/register',
+    send: (headers) =>
+      call('/auth/passkeys/register', {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ response: { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} } }),
+      }),
+  },
+  { name: 'DELETE /auth/passkeys/:id', send: (headers) => call('/auth/passkeys/AAAA', { method: 'DELETE', headers }) },
 ];
 
 /** The origin the test configuration allows (wrangler.toml's ALLOWED_ORIGINS). */
@@ -384,6 +400,11 @@ const BODY_ROUTES: Record<string, { path: string; token: () => string | undefine
   register: { path: '/auth/register', token: () => undefined },
   login: { path: '/auth/login', token: () => undefined },
   password: { path: '/auth/password', token: () => fx.requester.token.access_token },
+  forgot: { path: '/auth/password/forgot', token: () => undefined },
+  reset: { path: '/auth/password/reset', token: () => undefined },
+  verify: { path: '/auth/email/verify', token: () => undefined },
+  'passkey-register': { path: '/auth/passkeys/register', token: () => fx.requester.token.access_token },
+  'passkey-login': { path: '/auth/passkeys/login', token: () => undefined },
 };
 
 let address = 0;

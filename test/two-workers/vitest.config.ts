@@ -103,7 +103,16 @@ export default defineProject({
         modules: true,
         modulesRoot: dirname(latchkeyScript),
         scriptPath: latchkeyScript,
-        bindings: { ...latchkeyOptions.bindings, ISSUER, SIGNING_KEYS: keys, ADMIN_TOKEN: generateAdminToken() },
+        // Like the main suite, many sign-ins from one address: the per-address limit and the hash
+        // budget (test-only switches) are off; test/login-storm.test.ts proves them.
+        bindings: {
+          ...latchkeyOptions.bindings,
+          ISSUER,
+          SIGNING_KEYS: keys,
+          ADMIN_TOKEN: generateAdminToken(),
+          ADDRESS_RATE_LIMIT: 'off',
+          HASH_BUDGET: 'off',
+        },
         d1Databases: { DB: DATABASE },
       });
       const resource = (name: string, changes: { bindings?: Record<string, string>; binding: boolean }) => ({
@@ -125,6 +134,9 @@ export default defineProject({
           d1Databases: { DB: DATABASE },
           bindings: {
             ISSUER,
+            // latchkey's own signing keys, so that the runner can mint tokens exactly as latchkey
+            // does, bound ones included (test/two-workers/dpop.test.ts).
+            LATCHKEY_SIGNING_KEYS: JSON.stringify(signingKeys),
             ROTATION_OLD_KID: rotation.oldKid,
             ROTATION_NEW_KID: rotation.newKid,
             TEST_MIGRATIONS: await readD1Migrations(join(root, 'migrations')),

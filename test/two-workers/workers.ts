@@ -14,6 +14,7 @@ export interface TwoWorkers {
   ROTATION_1: Fetcher;
   ROTATION_2: Fetcher;
   ROTATION_3: Fetcher;
+  LATCHKEY_SIGNING_KEYS: string;
   ROTATION_OLD_KID: string;
   ROTATION_NEW_KID: string;
 }
@@ -24,10 +25,11 @@ export const workers = env as unknown as TwoWorkers;
 export function send(
   worker: Fetcher,
   path: string,
-  init: { method?: string; token?: string; json?: unknown } = {},
+  init: { method?: string; token?: string; scheme?: 'Bearer' | 'DPoP'; dpop?: string; json?: unknown } = {},
 ): Promise<Response> {
   const headers = new Headers();
-  if (init.token !== undefined) headers.set('authorization', `Bearer ${init.token}`);
+  if (init.token !== undefined) headers.set('authorization', `${init.scheme ?? 'Bearer'} ${init.token}`);
+  if (init.dpop !== undefined) headers.set('dpop', init.dpop);
   if (init.json !== undefined) headers.set('content-type', 'application/json');
   return worker.fetch(`${workers.ISSUER}${path}`, {
     method: init.method ?? 'GET',

@@ -129,6 +129,8 @@ const scenarioArb: fc.Arbitrary<Scenario> = policyArb.chain(({ ttlSeconds, polic
         genMintedAt,
         genExpiresAt: Math.floor(genMintedAt / SECOND) + ttlSeconds,
         revokedAt: r.revokedAt === null ? null : r.loginMs + r.revokedAt,
+        dpopJkt: null,
+        dbscJkt: null,
       };
       const tokenGen = Math.max(1, r.sessionGen + r.tokenGenDelta);
       const loginSecond = Math.floor(r.loginMs / SECOND);
@@ -260,6 +262,8 @@ describe('decideRenewal: invariants', () => {
           genMintedAt: nowMs,
           genExpiresAt: Math.floor(nowMs / SECOND) + ttlSeconds,
           revokedAt: null,
+          dpopJkt: null,
+          dbscJkt: null,
         };
         const user: UserInstants = { revokedBefore: 0, lastLoginAt: nowMs };
         const minted: PresentedToken[] = [{ gen: 1, iat: Math.floor(nowMs / SECOND), exp: session.genExpiresAt }];

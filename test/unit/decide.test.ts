@@ -23,6 +23,8 @@ function scenario(gen: number, mintedAt: number) {
     genMintedAt: mintedAt,
     genExpiresAt: Math.floor(mintedAt / 1000) + TTL,
     revokedAt: null,
+    dpopJkt: null,
+    dbscJkt: null,
   };
   const user: UserInstants = { revokedBefore: 0, lastLoginAt: LOGIN };
   return { session, user };
@@ -171,6 +173,36 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
       kind: 'reuse',
       scope: 'session',
     });
+  });
+
+  it('rule 1b: a session bound to a DPoP key needs a proof by that key, before anything else, even an idle token', () => {
+    const bound = { ...session, dpopJkt: 'key-a' };
+    const token = tokenOf(3, mintedAt);
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy)).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-b' })).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dbsc', jkt: 'key-a' })).toEqual({ kind: 'unproven' });
+    const idle = token.exp * 1000 + policy.renewWindowMs + 1;
+    expect(decideRenewal(token, bound, user, idle, policy)).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-a' })).toEqual({
+      kind: 'rotate',
+      nextGen: 4,
+    });
+  });
+
+  it('rule 1b: a superseded token with the right proof is judged by rule 7 as ever; without it, nothing is revoked', () => {
+    const bound = { ...session, dpopJkt: 'key-a' };
+    const old = tokenOf(1, LOGIN);
+    expect(decideRenewal(old, bound, user, mintedAt + 60_000, policy).kind).toBe('unproven');
+    expect(decideRenewal(old, bound, user, mintedAt + 60_000, policy, { kind: 'dpop', jkt: 'key-a' }).kind).toBe('reuse');
+  });
+
+  it('rule 1b: a session bound both ways takes a proof of either key, each of its own kind', () => {
+    const both = { ...session, dpopJkt: 'client-key', dbscJkt: 'browser-key' };
+    const token = tokenOf(3, mintedAt);
+    const at = mintedAt + 1000;
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dbsc', jkt: 'browser-key' }).kind).toBe('rotate');
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'client-key' }).kind).toBe('rotate');
+    expect(decideRenewal(token, both, user, at, policy, { kind: 'dpop', jkt: 'browser-key' }).kind).toBe('unproven');
   });
 
   it('rule 8: a generation beyond the stored one is a mismatch', () => {

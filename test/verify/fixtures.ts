@@ -2,7 +2,7 @@
  * Keys, tokens and a scripted JWKS endpoint for testing `latchkey/verify` without latchkey
  * itself. Runtime-neutral: these tests run in workerd and in Node.
  */
-import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { base64url, type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { nowSeconds } from '../../src/clock';
 
 export const ISSUER = 'https://issuer.test';
@@ -65,4 +65,26 @@ export class ScriptedJwks {
     if (this.age !== null) headers.set('age', this.age);
     return new Response(JSON.stringify({ keys: this.keys.map((key) => key.publicJwk) }), { headers });
   };
+}
+
+/** A client's DPoP key: ES256, as the browser client makes it. */
+export interface ProofKey {
+  privateKey: CryptoKey;
+  publicJwk: Record<string, unknown>;
+  jkt: string;
+}
+
+export async function makeProofKey(): Promise<ProofKey> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  return { privateKey, publicJwk, jkt: await calculateJwkThumbprint(publicJwk) };
+}
+
+/** A DPoP proof (RFC 9449 §4.2) for `method` `url`, with `ath` over `token`, dated by the test clock. */
+export async function proofFor(key: ProofKey, method: string, url: string, token?: string): Promise<string> {
+  const claims: Record<string, unknown> = { jti: crypto.randomUUID(), htm: method, htu: url, iat: nowSeconds() };
+  if (token !== undefined) {
+    claims.ath = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
+  }
+  return new SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk }).sign(key.privateKey);
 }

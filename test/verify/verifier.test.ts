@@ -4,9 +4,16 @@
  */
 import { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createVerifier, type LatchkeyBinding, type LatchkeyVariables, latchkeyAuth, type SessionStatus } from 'latchkey/verify';
+import {
+  createVerifier,
+  type DpopReplayStore,
+  type LatchkeyBinding,
+  type LatchkeyVariables,
+  latchkeyAuth,
+  type SessionStatus,
+} from 'latchkey/verify';
 import { testClock } from '../../src/clock';
-import { AUDIENCE, ISSUER, JWKS_URL, makeKey, ScriptedJwks, sign, type TestKey } from './fixtures';
+import { AUDIENCE, ISSUER, JWKS_URL, makeKey, makeProofKey, proofFor, ScriptedJwks, sign, type TestKey } from './fixtures';
 
 const START = Date.UTC(2026, 0, 1);
 
@@ -70,6 +77,19 @@ describe('verifying a token', () => {
     ['a key-bearing header (jwk)', {}, { jwk: { kty: 'OKP' } }],
   ])('refuses %s as invalid_token', async (_name, claims, header) => {
     expect(await remoteVerifier().verify(await sign(key, claims, header))).toEqual({ ok: false, code: 'invalid_token' });
+  });
+
+  it('requireVerifiedEmail: passes email_verified true, refuses false, absent or a non-boolean', async () => {
+    const verifier = remoteVerifier();
+    const require = { requireVerifiedEmail: true };
+    const verified = await sign(key, { email_verified: true });
+    expect(await verifier.verify(verified, require)).toMatchObject({ ok: true, claims: { email_verified: true } });
+    expect(await verifier.verify(await sign(key, { email_verified: false }), require)).toEqual({ ok: false, code: 'email_unverified' });
+    expect(await verifier.verify(await sign(key), require)).toEqual({ ok: false, code: 'email_unverified' });
+    // Without the option the claim is only read, never required.
+    expect((await verifier.verify(await sign(key, { email_verified: false }))).ok).toBe(true);
+    // A claim of the wrong type makes the token invalid, whatever the option.
+    expect(await verifier.verify(await sign(key, { email_verified: 'yes' }))).toEqual({ ok: false, code: 'invalid_token' });
   });
 
   it('refuses a token whose kid is published but whose signature is another key', async () => {
@@ -195,6 +215,46 @@ describe('the JWKS cache', () => {
   ])('treats %s as a failed fetch', async (_name, failure) => {
     jwks.failure = failure;
     expect(await remoteVerifier().verify(await sign(key))).toMatchObject({ ok: false, code: 'temporarily_unavailable' });
+  });
+
+  it('Security: stops reading an endless JWKS body at 64 KiB, and cancels it', async () => {
+    let pulled = 0;
+    let cancelled = false;
+    const chunk = new TextEncoder().encode(`{"keys":[${' '.repeat(1014)}`.slice(0, 1024));
+    jwks.failure = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            pulled += 1;
+            controller.enqueue(chunk);
+          },
+          cancel() {
+            cancelled = true;
+          },
+        }),
+        { headers: { 'content-type': 'application/json' } },
+      );
+    expect(await remoteVerifier().verify(await sign(key))).toMatchObject({ ok: false, code: 'temporarily_unavailable' });
+    expect(cancelled).toBe(true);
+    // 64 chunks of 1 KiB fill the limit; the 65th passes it. A few more may be queued ahead.
+    expect(pulled).toBeGreaterThanOrEqual(65);
+    expect(pulled).toBeLessThan(70);
+  });
+
+  it('does not read a JWKS body whose Content-Length is over the limit', async () => {
+    let pulled = 0;
+    jwks.failure = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            pulled += 1;
+            controller.enqueue(new Uint8Array(1024));
+          },
+        }),
+        { headers: { 'content-type': 'application/json', 'content-length': String(1 << 20) } },
+      );
+    expect(await remoteVerifier().verify(await sign(key))).toMatchObject({ ok: false, code: 'temporarily_unavailable' });
+    expect(pulled).toBeLessThanOrEqual(1);
   });
 
   it('skips keys it cannot use and keeps the others', async () => {
@@ -352,11 +412,148 @@ describe('the Hono middleware', () => {
     expect(await response.json()).toMatchObject({ code: 'invalid_token' });
   });
 
+  it('requireVerifiedEmail: answers 403 email_unverified for a token without the claim', async () => {
+    const app = new Hono<{ Variables: LatchkeyVariables }>().get(
+      '/payments',
+      latchkeyAuth(remoteVerifier(), { requireVerifiedEmail: true }),
+      (c) => c.json({ user: c.get('latchkey').sub }),
+    );
+    const refused = await app.request('/payments', { headers: { authorization: `Bearer ${await sign(key)}` } });
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ status: 403, code: 'email_unverified' });
+    const verified = await sign(key, { email_verified: true });
+    expect((await app.request('/payments', { headers: { authorization: `Bearer ${verified}` } })).status).toBe(200);
+  });
+
   it('answers 503 with Retry-After when the keys cannot be had', async () => {
     jwks.failure = () => new Response('down', { status: 500 });
     const response = await appWith().request('/notes', { headers: { authorization: `Bearer ${await sign(key)}` } });
     expect(response.status).toBe(503);
     expect(response.headers.get('retry-after')).toBe('30');
     expect(await response.json()).toMatchObject({ code: 'temporarily_unavailable' });
+  });
+});
+
+describe('DPoP-bound tokens (RFC 9449)', () => {
+  const URL_ = 'https://api.test/notes';
+
+  function inlineVerifier(replay?: DpopReplayStore) {
+    return createVerifier({
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      keys: { jwks: { keys: [key.publicJwk] } },
+      ...(replay ? { dpopReplayStore: replay } : {}),
+    });
+  }
+
+  async function dpopRequest(token: string, proof: string | undefined, scheme = 'DPoP', method = 'GET') {
+    const headers = new Headers({ authorization: `${scheme} ${token}` });
+    if (proof !== undefined) headers.set('dpop', proof);
+    return new Request(URL_, { method, headers });
+  }
+
+  it('accepts a bound token with its proof, and hands over cnf.jkt', async () => {
+    const client = await makeProofKey();
+    const token = await sign(key, { cnf: { jkt: client.jkt } });
+    const outcome = await inlineVerifier().verifyRequest(await dpopRequest(token, await proofFor(client, 'GET', URL_, token)));
+    expect(outcome).toMatchObject({ ok: true, claims: { cnf: { jkt: client.jkt } } });
+  });
+
+  it('refuses a copy of a bound token, without the key, however it is presented', async () => {
+    const client = await makeProofKey();
+    const thief = await makeProofKey();
+    const token = await sign(key, { cnf: { jkt: client.jkt } });
+    const verifier = inlineVerifier();
+    const refused = { ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' };
+    expect(await verifier.verify(token)).toEqual(refused);
+    expect(await verifier.verifyRequest(await dpopRequest(token, undefined, 'Bearer'))).toEqual(refused);
+    expect(await verifier.verifyRequest(await dpopRequest(token, undefined))).toEqual(refused);
+    expect(await verifier.verifyRequest(await dpopRequest(token, await proofFor(thief, 'GET', URL_, token)))).toEqual(refused);
+  });
+
+  it('accepts each proof once', async () => {
+    const client = await makeProofKey();
+    const token = await sign(key, { cnf: { jkt: client.jkt } });
+    const verifier = inlineVerifier();
+    const request = async (proof: string) => verifier.verifyRequest(await dpopRequest(token, proof));
+    const proof = await proofFor(client, 'GET', URL_, token);
+    expect((await request(proof)).ok).toBe(true);
+    expect(await request(proof)).toEqual({ ok: false, code: 'invalid_dpop_proof', scheme: 'DPoP' });
+    expect((await request(await proofFor(client, 'GET', URL_, token))).ok).toBe(true);
+  });
+
+  it('records jtis in the replay store it is given, until the proof lapses, and only for proofs that passed', async () => {
+    const client = await makeProofKey();
+    const token = await sign(key, { cnf: { jkt: client.jkt } });
+    const calls: Array<[string, number, string]> = [];
+    let answer = true;
+    const store: DpopReplayStore = {
+      async useOnce(jti, untilMs, jkt) {
+        calls.push([jti, untilMs, jkt]);
+        return answer;
+      },
+    };
+    const verifier = inlineVerifier(store);
+    expect((await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'POST', URL_, token)))).ok).toBe(false);
+    expect(calls).toEqual([]);
+    expect((await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'GET', URL_, token)))).ok).toBe(true);
+    expect(calls).toEqual([[expect.any(String), Date.UTC(2026, 0, 1) + 60_000, client.jkt]]);
+    answer = false;
+    expect(await verifier.verifyRequest(await dpopRequest(token, await proofFor(client, 'GET', URL_, token)))).toMatchObject({
+      code: 'invalid_dpop_proof',
+    });
+  });
+
+  it("dpop: 'required' refuses unbound tokens, and challenges with DPoP", async () => {
+    const verifier = inlineVerifier();
+    const unbound = await sign(key);
+    expect(await verifier.verifyRequest(await dpopRequest(unbound, undefined, 'Bearer'), { dpop: 'required' })).toEqual({
+      ok: false,
+      code: 'invalid_token',
+      scheme: 'DPoP',
+    });
+    expect(await verifier.verifyRequest(new Request(URL_), { dpop: 'required' })).toEqual({
+      ok: false,
+      code: 'missing_token',
+      scheme: 'DPoP',
+    });
+    expect((await verifier.verifyRequest(await dpopRequest(unbound, undefined, 'Bearer'))).ok).toBe(true);
+  });
+
+  it('refuses an unbound token under the DPoP scheme', async () => {
+    const client = await makeProofKey();
+    const unbound = await sign(key);
+    const request = await dpopRequest(unbound, await proofFor(client, 'GET', URL_, unbound));
+    expect(await inlineVerifier().verifyRequest(request)).toEqual({ ok: false, code: 'invalid_token', scheme: 'DPoP' });
+  });
+
+  it('checks the token before the proof: a forged token is invalid_token, never a proof question', async () => {
+    const client = await makeProofKey();
+    const forged = await sign(await makeKey(key.kid), { cnf: { jkt: client.jkt } });
+    const request = await dpopRequest(forged, await proofFor(client, 'GET', URL_, forged));
+    expect(await inlineVerifier().verifyRequest(request)).toEqual({ ok: false, code: 'invalid_token', scheme: 'DPoP' });
+  });
+
+  it('refuses a dpop option it does not know, and a replay store without useOnce, when built', () => {
+    const verifier = inlineVerifier();
+    expect(() => latchkeyAuth(verifier, { dpop: 'optional' as never })).toThrow(/dpop must be/);
+    expect(() =>
+      createVerifier({ issuer: ISSUER, audience: AUDIENCE, keys: { jwks: { keys: [key.publicJwk] } }, dpopReplayStore: {} as never }),
+    ).toThrow(/useOnce/);
+  });
+
+  it('the middleware answers a missing proof 401 with the DPoP challenge, and lets a proven request through', async () => {
+    const client = await makeProofKey();
+    const token = await sign(key, { cnf: { jkt: client.jkt } });
+    const app = new Hono<{ Variables: LatchkeyVariables }>().get('/notes', latchkeyAuth(inlineVerifier(), { dpop: 'required' }), (c) =>
+      c.json({ jkt: c.get('latchkey').cnf?.jkt }),
+    );
+    const refused = await app.request(URL_, { headers: { authorization: `DPoP ${token}` } });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe('DPoP error="invalid_dpop_proof", algs="ES256 EdDSA Ed25519"');
+    expect(await refused.json()).toMatchObject({ code: 'invalid_dpop_proof' });
+    const proven = await app.request(URL_, { headers: { authorization: `DPoP ${token}`, dpop: await proofFor(client, 'GET', URL_, token) } });
+    expect(proven.status).toBe(200);
+    expect(await proven.json()).toEqual({ jkt: client.jkt });
   });
 });

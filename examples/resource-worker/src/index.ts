@@ -2,6 +2,9 @@
  * An API of its own that accepts latchkey's access tokens: the pattern for any Worker that sits
  * next to latchkey. It never signs anything and holds no secret; it checks tokens with
  * `latchkey/verify` against one of three key sources (wrangler.toml says which is chosen).
+ *
+ * Tokens bound to a client's key (DPoP, RFC 9449) are accepted on every route only as
+ * `Authorization: DPoP` with a `DPoP` proof of that key; `POST /notes` takes nothing else.
  */
 import { env } from 'cloudflare:workers';
 import { Hono } from 'hono';
@@ -30,10 +33,18 @@ const verifier = createVerifier({ issuer: env.LATCHKEY_ISSUER, audience: env.LAT
 
 const app = new Hono<{ Bindings: Env; Variables: LatchkeyVariables }>()
   .get('/health', (c) => c.json({ ok: true, key_source: source.name }))
-  // Stateless: the token alone, no call to latchkey once the keys are cached.
+  // Stateless: the token alone, no call to latchkey once the keys are cached. A bound token also
+  // needs its proof here (the default, `dpop: 'allowed'`); an unbound one comes as Bearer.
   .get('/notes', latchkeyAuth(verifier), (c) => {
     const { sub, sid } = c.get('latchkey');
     return c.json({ user_id: sub, session_id: sid, notes: [] });
+  })
+  // Bound tokens only: a copy of the token is useless here without the client's key. Each proof
+  // is accepted once; this verifier remembers them per isolate (docs/VERIFYING.md says when to
+  // give it a stronger store).
+  .post('/notes', latchkeyAuth(verifier, { dpop: 'required' }), (c) => {
+    const { sub, cnf } = c.get('latchkey');
+    return c.json({ user_id: sub, bound_to: cnf?.jkt ?? null, saved: true }, 201);
   });
 
 // Strict: latchkey confirms the session is still live (not signed out, not revoked), so a stolen
