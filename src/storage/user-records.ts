@@ -140,12 +140,13 @@ export class UserRecords {
    * no user yet.
    */
   loadUserAndSession(sessionId: string): { user: UserState; session: SessionRecord | null } | null {
-    const row = this.sql
+    // The first row only, without collecting the rows into an array first: this runs on every renewal.
+    const { value: row } = this.sql
       .exec<UserRow & Partial<SessionRow> & Row>(
         `SELECT ${USER_COLUMNS}, ${SESSION_COLUMNS} FROM user_state LEFT JOIN sessions ON sessions.id = ?`,
         sessionId,
       )
-      .toArray()[0];
+      .next();
     if (!row) return null;
     const user = toUser(row);
     return { user, session: row.id == null ? null : toSession(user.userId, row as UserRow & SessionRow) };
