@@ -453,7 +453,7 @@ function report({ pairRows, delayRows, wakeRuns, scaling, breakdown, inIsolate, 
     push('');
     push(`Waking costs ${fmt(median(cold.map((run, round) => run.p50 - warm[round].p50)), 2)} ms of p50 and ${fmt(median(cold.map((run, round) => run.workerdCpuUsPerRequest - warm[round].workerdCpuUsPerRequest)))} µs of workerd CPU per renewal (medians of the per-round differences).`);
   }
-  if (Object.values(scaling).some(Boolean)) {
+  if (scaling.some(([, , runs]) => runs)) {
     push('');
     push('Renewals as connections grow: across users they scale until workerd\'s one thread is busy; one user\'s are serialized by its object (medians):');
     push('');
