@@ -115,7 +115,7 @@ const BREAKDOWN_NAMES = {
   'shape-call': 'object call alone',
   'shape-write': 'object call + 1 write to its own SQLite',
   'floor-spread': 'Ed25519 verify + object call + 1 write to its own SQLite + Ed25519 sign (the floor)',
-  'shape-transaction': 'the floor with a renewal\'s transaction (2 reads, 2 writes) instead of 1 write',
+  'shape-transaction': 'the floor with a renewal\'s transaction (1 read, 2 writes) instead of 1 write',
   'shape-d1': 'the floor with 1 D1 write instead of the object\'s own (a renewal when its state was in D1)',
   'renew-spread': 'POST /auth/renew',
 };
@@ -314,8 +314,8 @@ const LOOPS = {
   'app-renew-bound': { n: 600, label: "the same, the session bound to the proof's key: the difference is what binding costs a renewal" },
   'object-call': { n: 2000, label: 'a call to an object over RPC, doing nothing' },
   'object-floor': { n: 500, label: "the floor's object: 1 write to its own SQLite + Ed25519 sign, over RPC" },
-  'object-transaction': { n: 500, label: "the same with a renewal's transaction (2 reads, 2 writes) instead of 1 write" },
-  'object-transaction-jose': { n: 500, label: 'the same, signed as a renewal signs (jose SignJWT over access-token claims)' },
+  'object-transaction': { n: 500, label: "the same with a renewal's transaction (1 read, 2 writes) instead of 1 write" },
+  'object-transaction-claims': { n: 500, label: 'the same, signed as a renewal signs (signAccessToken over access-token claims)' },
   'object-renew': { n: 500, label: "UserAuthority.renew of one user's session over RPC (the object's part of a renewal)" },
 };
 
