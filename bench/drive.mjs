@@ -1,5 +1,6 @@
 // The load generator, a process of its own (forked by bench/run.mjs, driven over IPC), so its CPU
-// is not the Worker's. It keeps, across runs, the newest token of every session it renews.
+// is not the Worker's. It keeps, across runs, the newest token of every session it renews and its
+// place in every cycle of tokens.
 import autocannon from 'autocannon';
 import { boundRenewalHeaders } from './bound.mjs';
 import { request } from './http.mjs';
@@ -13,11 +14,20 @@ const renewable = {};
 const json = { 'content-type': 'application/json' };
 const bearer = (token) => ({ authorization: `Bearer ${token}` });
 /** A renewal's credential: the token, and for a session bound to a key (bench/bound.mjs) a fresh proof. */
-const renewalHeaders = (session) => (session.proofJwk ? boundRenewalHeaders(session, `${url}/auth/renew`) : bearer(session.token));
+const renewalHeaders = (session, path = '/auth/renew') =>
+  session.proofJwk ? boundRenewalHeaders(session, `${url}${path}`) : bearer(session.token);
 
-function cyclic(items) {
-  let next = 0;
-  return () => items[next++ % items.length];
+/** Where each scenario is in its cycle, kept across runs: a run starts where the one before stopped. */
+const cursors = {};
+
+/**
+ * The items in a cycle that never restarts: a scenario's runs together walk through all of them
+ * before any comes back. (Restarting at 0 for every run, as this once did, served every run of
+ * fewer requests than the verified-token cache holds from the cache.)
+ */
+function cyclic(scenarioName, items) {
+  cursors[scenarioName] ??= 0;
+  return () => items[cursors[scenarioName]++ % items.length];
 }
 
 /**
@@ -25,20 +35,20 @@ function cyclic(items) {
  * taken from the queue when its request is built and put back with the token of the answer. An
  * answer that is not 200 takes its session out of play (it would only produce more errors).
  */
-function renewalScenario(setName, stats) {
+function renewalScenario(setName, stats, path = '/auth/renew') {
   const queue = renewable[setName];
   const inFlight = new Set();
   return {
     inFlight,
     request: {
       method: 'POST',
-      path: '/auth/renew',
+      path,
       setupRequest(request, context) {
         const session = queue.shift();
         if (!session) throw new Error(`no idle session left in ${setName}: more connections than sessions`);
         context.session = session;
         inFlight.add(session);
-        return { ...request, headers: renewalHeaders(session) };
+        return { ...request, headers: renewalHeaders(session, path) };
       },
       onResponse(status, body, context) {
         const { session } = context;
@@ -59,9 +69,9 @@ function renewalScenario(setName, stats) {
  * may not have renewed them. Renewing with the token we hold, within REUSE_GRACE, settles it either
  * way (rule 5 if it had not, rule 6's grace if it had) and we hold the newest token again.
  */
-async function settle(setName, inFlight, stats) {
+async function settle(setName, inFlight, stats, path = '/auth/renew') {
   for (const session of inFlight) {
-    const { status, text: body } = await request(`${url}/auth/renew`, { method: 'POST', headers: renewalHeaders(session) });
+    const { status, text: body } = await request(`${url}${path}`, { method: 'POST', headers: renewalHeaders(session, path) });
     if (status === 200) {
       session.token = JSON.parse(body).access_token;
       renewable[setName].push(session);
@@ -78,7 +88,7 @@ function scenario(name, stats) {
     case 'me-reuse':
     case 'account-reuse': {
       // Each connection is one client presenting its own token, as real clients do.
-      const nextToken = cyclic(sets.reuse);
+      const nextToken = cyclic(name, sets.reuse);
       const path = name === 'me-reuse' ? '/api/me' : '/api/account';
       return {
         requests: [{ method: 'GET', path }],
@@ -87,39 +97,49 @@ function scenario(name, stats) {
     }
     case 'me-distinct':
     case 'signature-distinct': {
-      // More tokens than the cache holds, in a cycle: every request is a token not seen recently.
-      const nextToken = cyclic(sets.distinct);
+      // More than twice as many tokens as the verified-token cache holds, in one cycle across all
+      // runs: a token comes back only after all the others, long after the cache dropped it.
+      const nextToken = cyclic(name, sets.distinct);
       const path = name === 'me-distinct' ? '/api/me' : '/bench/signature';
       return {
         requests: [{ method: 'GET', path, setupRequest: (request) => ({ ...request, headers: bearer(nextToken()) }) }],
       };
     }
     case 'floor-spread':
+    case 'floor-one':
     case 'shape-call':
     case 'shape-write':
-    case 'shape-read-write':
-    case 'shape-batch':
-    case 'shape-returning': {
-      const nextKey = cyclic(sets.floorKeys);
+    case 'shape-transaction':
+    case 'shape-d1': {
+      // Each request presents the token of the key it addresses, as a renewal presents its user's.
+      const next = name === 'floor-one' ? () => sets.floorOne : cyclic('floor-spread', sets.floor);
       const query = name.startsWith('shape-') ? `?shape=${name.slice('shape-'.length)}` : '';
       return {
         requests: [
           {
             method: 'POST',
             path: '/bench/floor/x',
-            setupRequest: (request) => ({ ...request, path: `/bench/floor/${nextKey()}${query}` }),
+            setupRequest: (request) => {
+              const { key, token } = next();
+              return { ...request, path: `/bench/floor/${key}${query}`, headers: bearer(token) };
+            },
           },
         ],
       };
     }
-    case 'floor-one':
-      return { requests: [{ method: 'POST', path: `/bench/floor/${sets.oneKey}` }] };
     case 'renew-spread':
     case 'renew-one':
     case 'renew-unbound':
     case 'renew-bound': {
       const { request, inFlight } = renewalScenario(name, stats);
       return { requests: [request], inFlight };
+    }
+    case 'renew-cold':
+    case 'renew-warm': {
+      // The same sessions, of users whose objects the runtime may evict: one request each per run.
+      const path = '/bench/evictable/auth/renew';
+      const { request, inFlight } = renewalScenario('renew-evictable', stats, path);
+      return { requests: [request], inFlight, settlePath: path, settleSet: 'renew-evictable' };
     }
     case 'hash':
       return { requests: [{ method: 'POST', path: '/bench/hash', headers: json, body: JSON.stringify({ password: sets.login.password }) }] };
@@ -189,7 +209,7 @@ async function run({ name, connections, seconds, amount, target = url, serverPid
 /** One autocannon run; `atStop` is called the moment it stops, before dropped renewals are settled. */
 async function timedRun({ name, connections, seconds, amount, target, serverPids, atStop = () => {} }) {
   const stats = { lost: [] };
-  const { requests, setupClient, inFlight } = scenario(name, stats);
+  const { requests, setupClient, inFlight, settlePath, settleSet } = scenario(name, stats);
   const latencies = [];
   let non2xx = 0;
   const cpuBefore = process.cpuUsage();
@@ -225,7 +245,7 @@ async function timedRun({ name, connections, seconds, amount, target, serverPids
   const elapsedMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   atStop();
-  if (inFlight) await settle(name, inFlight, stats);
+  if (inFlight) await settle(settleSet ?? name, inFlight, stats, settlePath);
   latencies.sort((a, b) => a - b);
   const ok = latencies.length;
   return {
@@ -253,6 +273,7 @@ process.on('message', async (message) => {
       sets = message.sets;
       renewable['renew-spread'] = (sets.renewSpread ?? []).map((session) => ({ ...session }));
       renewable['renew-one'] = (sets.renewOne ?? []).map((session) => ({ ...session }));
+      renewable['renew-evictable'] = (sets.renewEvictable ?? []).map((session) => ({ ...session }));
       renewable['renew-unbound'] = (sets.renewUnbound ?? []).map((session) => ({ ...session }));
       renewable['renew-bound'] = (sets.renewBound ?? []).map((session) => ({ ...session }));
       process.send({ type: 'ready' });

@@ -31,7 +31,6 @@ export async function bundle(entry, outfile) {
     conditions: ['workerd', 'worker', 'browser'],
     mainFields: ['module', 'main'],
     external: ['cloudflare:*', 'node:*'],
-    loader: { '.sql': 'text' },
     logLevel: 'warning',
   });
   return outfile;
@@ -39,8 +38,9 @@ export async function bundle(entry, outfile) {
 
 /**
  * Miniflare on `port` (loopback), configured from wrangler.toml exactly as `wrangler dev` would be,
- * running `script`, with extra bindings and Durable Objects. Request logging off: Miniflare logs a
- * request by calling back into Node, which would sit on the measured path.
+ * running `script`, with extra bindings and Durable Objects (which may rebind wrangler.toml's).
+ * Request logging off: Miniflare logs a request by calling back into Node, which would sit on the
+ * measured path.
  */
 export async function startMiniflare({ script, port, bindings = {}, durableObjects = {}, persistTo, inspectorPort, keepObjects = false }) {
   const { Miniflare, NoOpLog, Log, LogLevel } = await import(pathToFileURL(fromWrangler.resolve('miniflare')).href);
@@ -56,10 +56,12 @@ export async function startMiniflare({ script, port, bindings = {}, durableObjec
     assets: undefined,
     modulesRoot: dirname(script),
     bindings: { ...workerOptions.bindings, ...bindings },
+    // `keepObjects` keeps every object in memory once woken, except those of classes marked
+    // `evictable`, which the runtime evicts when idle as it would anywhere.
     durableObjects: Object.fromEntries(
-      Object.entries({ ...workerOptions.durableObjects, ...durableObjects }).map(([name, options]) => [
+      Object.entries({ ...workerOptions.durableObjects, ...durableObjects }).map(([name, { evictable, ...options }]) => [
         name,
-        keepObjects ? { ...options, unsafePreventEviction: true } : options,
+        keepObjects && !evictable ? { ...options, unsafePreventEviction: true } : options,
       ]),
     ),
     host: '127.0.0.1',

@@ -25,8 +25,28 @@ export function workerdPids(pid = process.pid) {
 
 const TICKS_PER_SECOND = 100;
 
-/** User + system CPU time of the processes, in milliseconds (10 ms resolution). */
+/**
+ * CPU time of the processes, in milliseconds: the time every thread spent running, from
+ * /proc/PID/task/TID/schedstat (nanoseconds), where the kernel keeps it; else user + system time
+ * from /proc/PID/stat, in 10 ms ticks. The tight loops need the first: 500 iterations of 200 µs
+ * are 100 ms, and a tick is a tenth of that. (A thread that exits between two readings takes its
+ * time with it; workerd's threads live as long as workerd.)
+ */
 export function cpuMs(pids) {
+  if (!HAS_SCHEDSTAT) return cpuMsFromTicks(pids);
+  let nanoseconds = 0;
+  for (const pid of pids) {
+    for (const tid of safeList(`/proc/${pid}/task`)) {
+      // Empty for a thread that exited since the listing: it counts as 0.
+      nanoseconds += Number(safeRead(`/proc/${pid}/task/${tid}/schedstat`).split(' ')[0]) || 0;
+    }
+  }
+  return nanoseconds / 1e6;
+}
+
+const HAS_SCHEDSTAT = safeRead('/proc/self/schedstat') !== '';
+
+function cpuMsFromTicks(pids) {
   let ticks = 0;
   for (const pid of pids) {
     const stat = safeRead(`/proc/${pid}/stat`);

@@ -1,75 +1,273 @@
 /**
- * The benchmark's Worker: the production Worker unchanged (src/index.ts, with its start-up checks
- * and its Durable Object), plus the floors it is measured against and the seeding it needs, under
+ * The benchmark's Worker: the production Worker (src/index.ts, with its start-up checks) and its
+ * Durable Object's code, plus the floors it is measured against and the seeding it needs, under
  * /bench/. Only `npm run bench` builds this file; wrangler.toml's `main` is src/index.ts, so none
- * of these routes exist in a deployment.
+ * of it exists in a deployment.
+ *
+ * Every D1 call, of the Worker and of every object, goes through bench/counted-d1.ts: counted,
+ * and held back by a delay when a run asks for one. The Worker is handed that D1 in its `env`; an
+ * object gets its `env` from the runtime, so the user's object is bound to subclasses of
+ * UserAuthority whose constructors hand the same wrapped `env` to UserAuthority's. They add no
+ * method and override none: the object's RPC surface is UserAuthority's public API, and the code
+ * measured is UserAuthority's.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { base64url, type CryptoKey, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Hono } from 'hono';
-import schema from '../migrations/0001_directory.sql';
-import worker from '../src/index';
+import { type CryptoKey, calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { now } from '../src/clock';
 import { configFrom } from '../src/config';
 import { verifyDpopProof } from '../packages/verify/src/dpop/proof';
+import worker from '../src/index';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
-import { generationJti } from '../src/tokens/claims';
+import type { SessionRecord } from '../src/renewal/decide';
+import { UserRecords } from '../src/storage/user-records';
+import { type AccessTokenClaims, accessTokenClaims, generationJti } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
 import { type VerifyExpectations, verifyAccessToken } from '../packages/verify/src/tokens/verify';
+import { UserAuthority } from '../src/user-authority/object';
+import { countedD1, d1Traffic } from './counted-d1';
 
-// Everything the production entry exports (its Durable Object, its entrypoint), as it exports it.
-export { LatchkeyInternal, UserAuthority } from '../src/index';
+export { LatchkeyInternal } from '../src/index';
 
-type BenchEnv = Env & { BENCH_FLOOR: DurableObjectNamespace<BenchFloor> };
+type BenchEnv = Env & {
+  BENCH_FLOOR: DurableObjectNamespace<BenchFloor>;
+  /** The same class as USER_AUTHORITY, in a namespace whose objects the runtime may evict. */
+  USER_AUTHORITY_EVICTABLE: DurableObjectNamespace<EvictableUserAuthority>;
+  /** migrations/*.sql in order, as a JSON array of their texts (bench/run.mjs reads them). */
+  BENCH_MIGRATIONS: string;
+};
+
+/** Objects constructed, by class: an object constructed again after its first time woke up from eviction. */
+const constructed = { users: 0, evictableUsers: 0, floors: 0 };
+
+const countedEnvs = new WeakMap<object, BenchEnv>();
+const wrappedEnvs = new WeakSet<object>();
 
 /**
- * The renewal floor's object: one call in, one D1 write by primary key, one answer out. The least
- * any correct renewal can do: a renewal must reach the user's serializing object and must make a
- * generation durable in D1 before answering (PROTOCOL.md, invariant 3).
+ * `env` with its D1 counted (and delayed when asked). One per `env` object, so that configFrom,
+ * which caches per `env` object, still parses the configuration once.
  */
-export class BenchFloor extends DurableObject<Env> {
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    floorInstances++;
-    if (!objectEnvsSeen.has(env)) {
-      objectEnvsSeen.add(env);
-      objectEnvs++;
-    }
+function counted(env: BenchEnv): BenchEnv {
+  if (wrappedEnvs.has(env)) return env;
+  let wrapped = countedEnvs.get(env);
+  if (!wrapped) {
+    wrapped = { ...env, DB: countedD1(env.DB) };
+    countedEnvs.set(env, wrapped);
+    wrappedEnvs.add(wrapped);
+  }
+  return wrapped;
+}
+
+const evictableEnvs = new WeakMap<object, BenchEnv>();
+
+/** The counted `env` with USER_AUTHORITY pointing at the evictable namespace. */
+function evictable(env: BenchEnv): BenchEnv {
+  let wrapped = evictableEnvs.get(env);
+  if (!wrapped) {
+    const base = counted(env);
+    wrapped = { ...base, USER_AUTHORITY: env.USER_AUTHORITY_EVICTABLE as unknown as Env['USER_AUTHORITY'] };
+    evictableEnvs.set(env, wrapped);
+    wrappedEnvs.add(wrapped);
+  }
+  return wrapped;
+}
+
+/** A login's first token and what D1's mirror row needs of it. */
+interface SeededSession {
+  sessionId: string;
+  createdAt: number;
+  token: string;
+}
+
+/** How soon the object's alarm comes back to prune, as a login leaves it (object.ts, PRUNE_INTERVAL_MS). */
+const PRUNE_INTERVAL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The user's object as the benchmark binds it: UserAuthority, its D1 counted (and delayed when
+ * asked), plus one method for seeding. Renewals, logins and everything measured run
+ * UserAuthority's own code; nothing is overridden.
+ */
+class SeedableUserAuthority extends UserAuthority {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, counted(env));
   }
 
   /**
-   * `write` is the floor. The other shapes split a renewal's storage cost for the report: the
-   * object call alone, a read then a write (two D1 round trips), and both in one batch (one trip).
+   * What one login per entry of `clients` leaves in the user's object, written with UserRecords'
+   * own statements in one transaction: a session at generation 1 each, a login event each, the
+   * user's instants, and the alarm; and each session's first token, signed from the claims the
+   * object signs. A login through the object costs a D1 transaction each, and 10,000 of them took
+   * minutes here; this takes one transaction per user. A session in any other shape than a
+   * login's would make the renewals that follow fail, and every failure counts as an error.
    */
-  async touch(key: string, shape: FloorShape = 'write'): Promise<number> {
-    const db = this.env.DB;
-    const write = db.prepare('UPDATE bench_floor SET n = n + 1 WHERE id = ?1').bind(key);
-    const read = db.prepare('SELECT id, n FROM bench_floor WHERE id = ?1').bind(key);
-    switch (shape) {
-      case 'call':
-        return 1;
-      case 'write':
-        return (await write.run()).meta.changes;
-      case 'read-write':
-        await read.first();
-        return (await write.run()).meta.changes;
-      case 'batch':
-        return ((await db.batch([read, write]))[1] as D1Result).meta.changes;
-      case 'returning':
-        return (await db.prepare('UPDATE bench_floor SET n = n + 1 WHERE id = ?1 AND EXISTS (SELECT 1 FROM users WHERE users.id = ?1) RETURNING id, n').bind(key).first()) ? 1 : 0;
-    }
+  async seedLogins(input: { userId: string; clients: string[] }): Promise<SeededSession[]> {
+    const config = configFrom(this.env);
+    const records = new UserRecords(this.ctx.storage.sql);
+    const sessions = this.ctx.storage.transactionSync(() => {
+      const user = records.loadUser() ?? { userId: input.userId, revokedBefore: 0, lastLoginAt: 0, clock: 0, emailVerifiedAt: null };
+      const created = input.clients.map((client) => {
+        const at = Math.max(now(), user.clock + 1);
+        user.clock = at;
+        user.lastLoginAt = at;
+        const session: SessionRecord = {
+          id: crypto.randomUUID(),
+          userId: input.userId,
+          client,
+          createdAt: at,
+          gen: 1,
+          genMintedAt: at,
+          genExpiresAt: Math.floor(at / 1000) + config.accessTokenTtlSeconds,
+          revokedAt: null,
+          dpopJkt: null,
+          dbscJkt: null,
+        };
+        records.insertSession(session);
+        records.appendEvent({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
+        return session;
+      });
+      records.saveUser(user);
+      return created;
+    });
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now() + PRUNE_INTERVAL_MS);
+    const keyring = await keyringFor(config.signingKeysJson);
+    return Promise.all(
+      sessions.map(async (session) => ({
+        sessionId: session.id,
+        createdAt: session.createdAt,
+        token: await signAccessToken(accessTokenClaims({ config, session, jkt: null, emailVerified: false }), keyring),
+      })),
+    );
   }
 }
 
-type FloorShape = 'call' | 'write' | 'read-write' | 'batch' | 'returning';
-const FLOOR_SHAPES: readonly FloorShape[] = ['call', 'write', 'read-write', 'batch', 'returning'];
+/** USER_AUTHORITY in the benchmark. */
+export class BenchUserAuthority extends SeedableUserAuthority {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    constructed.users++;
+  }
+}
 
-/** How many floor objects were constructed: shows whether objects stay in memory between runs. */
-let floorInstances = 0;
-/** Distinct `env` objects handed to objects: 1 means every object shares one parsed config. */
-const objectEnvsSeen = new WeakSet<object>();
-let objectEnvs = 0;
+/** The same, in the namespace whose objects the runtime evicts when idle (USER_AUTHORITY_EVICTABLE). */
+export class EvictableUserAuthority extends SeedableUserAuthority {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    constructed.evictableUsers++;
+  }
+}
+
+/**
+ * `floor` is the renewal floor: the Worker checks the presented token's Ed25519 signature and
+ * nothing else, calls the key's object, which writes one row of its own SQLite by primary key and
+ * signs a token with one Ed25519 signature. The least a correct renewal can do: verify the token,
+ * reach the user's serializing object, make the new generation durable there, sign.
+ * The other shapes split a renewal's cost for the report: the object call alone, the call and
+ * the write (no crypto), a renewal's storage transaction instead of one write (signed as the floor
+ * signs, or over access-token claims as a renewal signs), and one D1 write instead of the object's
+ * own storage (what a renewal did when its state was in D1).
+ */
+const FLOOR_SHAPES = ['call', 'write', 'floor', 'transaction', 'transaction-claims', 'd1'] as const;
+type FloorShape = (typeof FLOOR_SHAPES)[number];
+
+const encoder = new TextEncoder();
+
+function base64url(bytes: Uint8Array): string {
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const FLOOR_HEADER = base64url(encoder.encode(JSON.stringify({ alg: 'EdDSA', typ: 'bench' })));
+
+export class BenchFloor extends DurableObject<BenchEnv> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, counted(env));
+    constructed.floors++;
+    this.#sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => {
+      this.#sql.exec(
+        `CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS floor_state (id INTEGER PRIMARY KEY CHECK (id = 1), clock INTEGER NOT NULL);
+         INSERT OR IGNORE INTO floor (id, n) VALUES (1, 0);
+         INSERT OR IGNORE INTO floor_state (id, clock) VALUES (1, 0);`,
+      );
+    });
+  }
+
+  async touch(key: string, shape: FloorShape): Promise<string> {
+    switch (shape) {
+      case 'call':
+        return '';
+      case 'write':
+        this.#write();
+        return '';
+      case 'floor':
+        return this.#sign(key, this.#write());
+      case 'transaction':
+        return this.#sign(key, this.ctx.storage.transactionSync(() => this.#renewalShapedWrite()));
+      case 'transaction-claims': {
+        // The same, signed as a renewal signs: signAccessToken over access-token claims.
+        const n = this.ctx.storage.transactionSync(() => this.#renewalShapedWrite());
+        const config = configFrom(this.env);
+        const iat = Math.floor(Date.now() / 1000);
+        const claims = { iss: config.issuer, aud: config.audience, sub: key, sid: key, gen: n, iat, exp: iat + 300 };
+        return signAccessToken({ ...claims, jti: generationJti(key, n) }, await keyringFor(config.signingKeysJson));
+      }
+      case 'd1': {
+        const row = await this.env.DB.prepare('UPDATE bench_floor SET n = n + 1 WHERE id = ?1 RETURNING n')
+          .bind(key)
+          .first<{ n: number }>();
+        return this.#sign(key, row?.n ?? 0);
+      }
+    }
+  }
+
+  /** One write by primary key. */
+  #write(): number {
+    return this.#sql.exec<{ n: number }>('UPDATE floor SET n = n + 1 WHERE id = 1 RETURNING n').one().n;
+  }
+
+  /**
+   * What a renewal's transaction does: read the user's row joined with the session's, compare-and-swap
+   * the session, move the user's clock.
+   */
+  #renewalShapedWrite(): number {
+    const { n, clock } = this.#sql
+      .exec<{ n: number; clock: number }>('SELECT n, clock FROM floor LEFT JOIN floor_state ON floor_state.id = floor.id WHERE floor.id = 1')
+      .one();
+    const next = this.#sql.exec<{ n: number }>('UPDATE floor SET n = ? WHERE id = 1 AND n = ? RETURNING n', n + 1, n).one().n;
+    this.#sql.exec('UPDATE floor_state SET clock = ? WHERE id = 1', Math.max(Date.now(), clock + 1));
+    return next;
+  }
+
+  /** One Ed25519 signature over a token-shaped input, with the key renewals sign with. */
+  async #sign(key: string, n: number): Promise<string> {
+    const keyring = await keyringFor(configFrom(this.env).signingKeysJson);
+    const input = `${FLOOR_HEADER}.${base64url(encoder.encode(JSON.stringify({ sub: key, n })))}`;
+    const signature = await crypto.subtle.sign({ name: 'Ed25519' }, keyring.signer.key, encoder.encode(input));
+    return `${input}.${base64url(new Uint8Array(signature))}`;
+  }
+}
+
+/** The presented token's Ed25519 signature checked with crypto.subtle.verify, and nothing else. */
+async function signatureChecks(env: Env, authorization: string | undefined): Promise<boolean> {
+  const token = (authorization ?? '').slice('Bearer '.length);
+  const keyring = await keyringFor(configFrom(env).signingKeysJson);
+  const dot = token.lastIndexOf('.');
+  const signature = Uint8Array.from(atob(token.slice(dot + 1).replace(/-/g, '+').replace(/_/g, '/')), (ch) =>
+    ch.charCodeAt(0),
+  );
+  return crypto.subtle.verify(
+    { name: 'Ed25519' },
+    keyring.verifiers.get(keyring.signer.kid)!.key,
+    signature,
+    encoder.encode(token.slice(0, dot)),
+  );
+}
 
 /** One scrypt hash per password per isolate: seeding 1,000 users must not cost 1,000 hashes. */
 const hashes = new Map<string, Promise<string>>();
@@ -95,6 +293,11 @@ const LOOP_OPS = [
   'app-me-distinct',
   'app-renew',
   'app-renew-bound',
+  'object-call',
+  'object-floor',
+  'object-transaction',
+  'object-transaction-claims',
+  'object-renew',
 ] as const;
 type LoopOp = (typeof LOOP_OPS)[number];
 
@@ -116,7 +319,7 @@ async function loopProof(token: string | undefined, url = 'http://bench/auth/ren
   const ath =
     token === undefined
       ? undefined
-      : base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
+      : base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(token))));
   const proof = await new SignJWT({ jti: crypto.randomUUID(), htm: 'POST', htu: url, ...(ath === undefined ? {} : { ath }) })
     .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk })
     .setIssuedAt(Math.floor(nowMs / 1000))
@@ -190,6 +393,15 @@ function loopTokens(env: Env) {
   return loopTokenSet;
 }
 
+/** Requests the Worker served, except the benchmark's own bookkeeping (/bench/isolate, /bench/d1). */
+let requests = 0;
+
+/** The claims of one of our own tokens, read without verifying it (the loops verify elsewhere). */
+function claimsOf(token: string): AccessTokenClaims {
+  const payload = token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/');
+  return JSON.parse(atob(payload)) as AccessTokenClaims;
+}
+
 /** Distinct `env` objects seen: 1 means configFrom's per-env WeakMap parses the config once. */
 const envsSeen = new WeakSet<object>();
 let distinctEnvs = 0;
@@ -201,69 +413,71 @@ interface SeedUser {
 }
 
 const bench = new Hono<{ Bindings: BenchEnv }>()
+  // D1 as `wrangler d1 migrations apply` leaves it, plus the table of the floor's D1 shape.
   .post('/bench/setup', async (c) => {
-    const statements = schema
-      .replace(/--.*$/gm, '')
-      .split(';')
-      .map((statement) => statement.trim())
-      .filter(Boolean);
-    statements.push('CREATE TABLE IF NOT EXISTS bench_floor (id TEXT PRIMARY KEY, n INTEGER NOT NULL)');
+    const migrations = JSON.parse(c.env.BENCH_MIGRATIONS) as string[];
+    const statements = migrations.flatMap((sql) =>
+      sql
+        .replace(/--.*$/gm, '')
+        .split(';')
+        .map((statement) => statement.trim())
+        .filter(Boolean),
+    );
+    statements.push('CREATE TABLE bench_floor (id TEXT PRIMARY KEY, n INTEGER NOT NULL)');
     await c.env.DB.batch(statements.map((statement) => c.env.DB.prepare(statement)));
-    return c.json({ ok: true });
+    return c.json({ ok: true, statements: statements.length });
   })
 
-  // Users with a shared password hash, and sessions as a login leaves them: the session row, the
-  // user's last_login_at, and the generation-1 token with the claims the user's object signs. Written
-  // straight to D1 in a few batches, because 5,000 logins through the objects would take most of the
-  // benchmark's time budget. The objects wake up later, in the warm-up's renewals.
+  // Users and their sessions as registration and logins leave them: each user's object records
+  // its logins (SeedableUserAuthority.seedLogins), and D1 gets the users (one shared password hash:
+  // 1,000 scrypt hashes would take minutes) and each session's mirror row, in one batch.
   .post('/bench/seed', async (c) => {
-    const { password, users } = await c.req.json<{ password: string; users: SeedUser[] }>();
+    const { password, users, evictable: inEvictable } = await c.req.json<{
+      password: string;
+      users: SeedUser[];
+      evictable?: boolean;
+    }>();
     const passwordHash = await hashOnce(password);
-    const config = configFrom(c.env);
-    const keyring = await keyringFor(config.signingKeysJson);
-    const db = c.env.DB;
-    const userRows: D1PreparedStatement[] = [];
-    const sessionRows: D1PreparedStatement[] = [];
+    const namespace = (inEvictable ? c.env.USER_AUTHORITY_EVICTABLE : c.env.USER_AUTHORITY) as unknown as DurableObjectNamespace<SeedableUserAuthority>;
     const created = await Promise.all(
       users.map(async ({ email, sessions }) => {
         const id = crypto.randomUUID();
-        const loginAt = Date.now();
-        const grants: Array<{ sessionId: string; token: string }> = [];
-        for (let index = 0; index < sessions; index++) {
-          const sessionId = crypto.randomUUID();
-          const createdAt = loginAt + index;
-          const iat = Math.floor(createdAt / 1000);
-          const exp = iat + config.accessTokenTtlSeconds;
-          sessionRows.push(
-            db
-              .prepare(
-                `INSERT INTO sessions (id, user_id, client, created_at, gen, gen_minted_at, gen_expires_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?4, ?5)`,
-              )
-              .bind(sessionId, id, `bench ${index}`, createdAt, exp),
-          );
-          const claims = { iss: config.issuer, aud: config.audience, sub: id, sid: sessionId, gen: 1, iat, exp };
-          grants.push({ sessionId, token: await signAccessToken({ ...claims, jti: generationJti(sessionId, 1) }, keyring) });
-        }
-        userRows.push(
-          db
-            .prepare('INSERT INTO users (id, email, password_hash, created_at, last_login_at) VALUES (?1, ?2, ?3, ?4, ?5)')
-            .bind(id, email, passwordHash, loginAt, loginAt + Math.max(0, sessions - 1)),
-          db.prepare('INSERT INTO bench_floor (id, n) VALUES (?1, 0)').bind(id),
-        );
-        return { id, email, sessions: grants };
+        const createdAt = now();
+        const clients = Array.from({ length: sessions }, (_, index) => `bench ${index}`);
+        const seeded = await namespace.get(namespace.idFromName(id)).seedLogins({ userId: id, clients });
+        return { id, email, createdAt, sessions: seeded };
       }),
     );
-    await db.batch([...userRows, ...sessionRows]);
-    return c.json({ users: created });
+    const db = c.env.DB;
+    await db.batch(
+      created.flatMap((user) => [
+        db
+          .prepare('INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)')
+          .bind(user.id, user.email, passwordHash, user.createdAt),
+        db.prepare('INSERT INTO bench_floor (id, n) VALUES (?1, 0)').bind(user.id),
+        ...user.sessions.map((session) =>
+          db.prepare('INSERT INTO sessions (id, user_id, created_at) VALUES (?1, ?2, ?3)').bind(session.sessionId, user.id, session.createdAt),
+        ),
+      ]),
+    );
+    return c.json({
+      users: created.map((user) => ({
+        id: user.id,
+        email: user.email,
+        sessions: user.sessions.map(({ sessionId, token }) => ({ sessionId, token })),
+      })),
+    });
   })
 
   .post('/bench/floor/:key', async (c) => {
     const key = c.req.param('key');
-    const shape = (c.req.query('shape') ?? 'write') as FloorShape;
+    const shape = (c.req.query('shape') ?? 'floor') as FloorShape;
     if (!FLOOR_SHAPES.includes(shape)) return c.json({ error: `shape must be one of ${FLOOR_SHAPES.join(', ')}` }, 400);
-    const changes = await c.env.BENCH_FLOOR.get(c.env.BENCH_FLOOR.idFromName(key)).touch(key, shape);
-    return c.json({ ok: changes === 1 });
+    const floor = c.env.BENCH_FLOOR.get(c.env.BENCH_FLOOR.idFromName(key));
+    if (shape === 'call' || shape === 'write') return c.json({ ok: (await floor.touch(key, shape)) === '' });
+    if (!(await signatureChecks(c.env, c.req.header('authorization')))) return c.json({ error: 'bad signature' }, 401);
+    c.header('cache-control', 'no-store');
+    return c.json({ access_token: await floor.touch(key, shape) });
   })
 
   // The login floor: the password check alone, on the same hash a login checks.
@@ -276,19 +490,16 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
   // The crypto floor in place: the presented token's Ed25519 signature checked with
   // crypto.subtle.verify and nothing else (no claims, no header checks, no cache), as a request.
   .get('/bench/signature', async (c) => {
-    const token = (c.req.header('authorization') ?? '').slice('Bearer '.length);
-    const keyring = await keyringFor(configFrom(c.env).signingKeysJson);
-    const dot = token.lastIndexOf('.');
-    const signature = Uint8Array.from(atob(token.slice(dot + 1).replace(/-/g, '+').replace(/_/g, '/')), (ch) =>
-      ch.charCodeAt(0),
-    );
-    const ok = await crypto.subtle.verify(
-      { name: 'Ed25519' },
-      keyring.verifiers.get(keyring.signer.kid)!.key,
-      signature,
-      new TextEncoder().encode(token.slice(0, dot)),
-    );
+    const ok = await signatureChecks(c.env, c.req.header('authorization'));
     return c.json({ ok }, ok ? 200 : 401);
+  })
+
+  // The delay in front of every D1 call, for the runs that follow.
+  .post('/bench/d1', async (c) => {
+    const { delayMs } = await c.req.json<{ delayMs: number }>();
+    if (!Number.isFinite(delayMs) || delayMs < 0) return c.json({ error: 'delayMs must be a number ≥ 0' }, 400);
+    d1Traffic.delayMs = delayMs;
+    return c.json(d1Traffic);
   })
 
   // Tight loops inside the isolate, timed by the caller (CPU from /proc, wall clock): the crypto
@@ -315,9 +526,41 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     const renewals = await loopRenewals(c.env, c.executionCtx);
     const request = (path: string, presented: string) =>
       worker.fetch(new Request(`http://bench${path}`, { headers: { authorization: `Bearer ${presented}` } }), c.env, c.executionCtx);
+    // The object side alone, called over RPC as the Worker calls it: an empty call, the floor's
+    // write and sign, the same with a renewal's transaction (signed as the floor signs, then as a
+    // renewal signs), and UserAuthority.renew on one user's session, presenting each time the
+    // claims of the token the call before returned (what the Worker would have verified).
+    const floor = c.env.BENCH_FLOOR.get(c.env.BENCH_FLOOR.idFromName('loop'));
+    const users = c.env.USER_AUTHORITY as unknown as DurableObjectNamespace<SeedableUserAuthority>;
+    let renewing: { stub: DurableObjectStub<SeedableUserAuthority>; claims: AccessTokenClaims } | undefined;
+    if (op === 'object-renew') {
+      const userId = `loop-${crypto.randomUUID()}`;
+      const stub = users.get(users.idFromName(userId));
+      const [session] = await stub.seedLogins({ userId, clients: ['loop'] });
+      renewing = { stub, claims: claimsOf(session!.token) };
+    }
     let ok = 0;
     for (let i = 0; i < n; i++) {
       switch (op) {
+        case 'object-call':
+          ok += Number((await floor.touch('loop', 'call')) === '');
+          break;
+        case 'object-floor':
+          ok += Number((await floor.touch('loop', 'floor')).length > 0);
+          break;
+        case 'object-transaction':
+          ok += Number((await floor.touch('loop', 'transaction')).length > 0);
+          break;
+        case 'object-transaction-claims':
+          ok += Number((await floor.touch('loop', 'transaction-claims')).length > 0);
+          break;
+        case 'object-renew': {
+          const result = await renewing!.stub.renew(renewing!.claims);
+          if (!result.ok) throw new Error(`loop renewal: ${result.code}`);
+          renewing!.claims = claimsOf(result.value.accessToken);
+          ok += 1;
+          break;
+        }
         case 'subtle':
           ok += Number(await crypto.subtle.verify({ name: 'Ed25519' }, key.key, signature, signingInput));
           break;
@@ -364,17 +607,27 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     return c.json({ op, n, ok });
   })
 
-  // Whether the per-isolate caches hit: config (per env object), keyring, verified tokens.
+  // What the isolate counted: caches (config per env object, keyring, verified tokens), D1 calls,
+  // objects constructed. bench/run.mjs reads it around every timed run.
   .get('/bench/isolate', async (c) => {
     const keyring = keyringFor(configFrom(c.env).signingKeysJson);
     return c.json({
+      requests,
       distinctEnvs,
-      floorInstances,
-      objectEnvs,
       keyringImportedOnce: firstKeyring === keyring,
-      verifiedTokens: { hits: verifiedTokens.hits, misses: verifiedTokens.misses, size: verifiedTokens.size },
+      constructed,
+      d1: d1Traffic,
+      verifiedTokens: {
+        hits: verifiedTokens.hits,
+        misses: verifiedTokens.misses,
+        size: verifiedTokens.size,
+        capacity: VERIFIED_CACHE_CAPACITY,
+      },
     });
   });
+
+/** Requests under this prefix are the Worker's own routes, served with the evictable user objects. */
+const EVICTABLE_PREFIX = '/bench/evictable';
 
 /**
  * The env with HASH_BUDGET off, one object per env (so its config is parsed once, as the real
@@ -398,8 +651,15 @@ export default {
       distinctEnvs++;
     }
     firstKeyring ??= keyringFor(configFrom(env).signingKeysJson);
-    if (new URL(request.url).pathname.startsWith('/bench/')) return bench.fetch(request, env, ctx);
-    if (request.headers.get('x-bench-hash-budget') === 'off') return worker.fetch(request, withoutHashBudget(env), ctx);
-    return worker.fetch(request, env, ctx);
+    const { pathname } = new URL(request.url);
+    if (pathname !== '/bench/isolate' && pathname !== '/bench/d1') requests++;
+    if (pathname.startsWith(`${EVICTABLE_PREFIX}/`)) {
+      const url = new URL(request.url);
+      url.pathname = pathname.slice(EVICTABLE_PREFIX.length);
+      return worker.fetch(new Request(url, request), evictable(env), ctx);
+    }
+    if (pathname.startsWith('/bench/')) return bench.fetch(request, counted(env), ctx);
+    if (request.headers.get('x-bench-hash-budget') === 'off') return worker.fetch(request, withoutHashBudget(counted(env)), ctx);
+    return worker.fetch(request, counted(env), ctx);
   },
 } satisfies ExportedHandler<BenchEnv>;

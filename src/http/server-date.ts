@@ -10,8 +10,16 @@ import type { AppEnv } from './context';
  * `now()`, so the answer states that one.
  */
 export function serverDate(): MiddlewareHandler<AppEnv> {
+  // An HTTP date has whole seconds (RFC 9110 §5.6.7): formatted once per second, not per answer.
+  let second = Number.NaN;
+  let formatted = '';
   return async (c, next) => {
     await next();
-    c.res.headers.set('date', new Date(now()).toUTCString());
+    const nowMs = now();
+    if (Math.floor(nowMs / 1000) !== second) {
+      second = Math.floor(nowMs / 1000);
+      formatted = new Date(nowMs).toUTCString();
+    }
+    c.res.headers.set('date', formatted);
   };
 }

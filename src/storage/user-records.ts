@@ -111,6 +111,16 @@ interface EventRow {
 
 const SESSION_COLUMNS = 'id, client, created_at, gen, gen_minted_at, gen_expires_at, revoked_at, dpop_jkt, dbsc_jkt';
 
+interface UserRow {
+  user_id: string;
+  revoked_before: number;
+  last_login_at: number;
+  clock: number;
+  email_verified_at: number | null;
+}
+
+const USER_COLUMNS = 'user_id, revoked_before, last_login_at, clock, email_verified_at';
+
 // SqlStorage rows are typed as plain records; each query below names the row shape it selects.
 type Row = Record<string, SqlStorageValue>;
 
@@ -132,19 +142,31 @@ export class UserRecords {
   // ---- the user ----------------------------------------------------------------------------
 
   loadUser(): UserState | null {
-    const row = this.sql
-      .exec<{ user_id: string; revoked_before: number; last_login_at: number; clock: number; email_verified_at: number | null }>(
-        'SELECT user_id, revoked_before, last_login_at, clock, email_verified_at FROM user_state',
+    const row = this.sql.exec<UserRow & Row>(`SELECT ${USER_COLUMNS} FROM user_state`).toArray()[0];
+    return row ? toUser(row) : null;
+  }
+
+  /**
+   * The user and one of their sessions in one statement: what every renewal reads first. The
+   * session is null when this object holds no session of that id; the whole is null when it holds
+   * no user yet.
+   */
+  loadUserAndSession(sessionId: string): { user: UserState; session: SessionRecord | null } | null {
+    // The first row only, without collecting the rows into an array first: this runs on every renewal.
+    const { value: row } = this.sql
+      .exec<UserRow & Partial<SessionRow> & Row>(
+        `SELECT ${USER_COLUMNS}, ${SESSION_COLUMNS} FROM user_state LEFT JOIN sessions ON sessions.id = ?`,
+        sessionId,
       )
-      .toArray()[0];
+      .next();
     if (!row) return null;
-    return {
-      userId: row.user_id,
-      revokedBefore: row.revoked_before,
-      lastLoginAt: row.last_login_at,
-      clock: row.clock,
-      emailVerifiedAt: row.email_verified_at,
-    };
+    const user = toUser(row);
+    return { user, session: row.id == null ? null : toSession(user.userId, row as UserRow & SessionRow) };
+  }
+
+  /** Moves the user's clock alone: what a renewal changes of the user's state. */
+  saveClock(user: UserState): void {
+    this.sql.exec('UPDATE user_state SET clock = ? WHERE singleton = 1', user.clock);
   }
 
   saveUser(user: UserState): void {
@@ -490,6 +512,16 @@ export class UserRecords {
       .one();
     return row.n > 0;
   }
+}
+
+function toUser(row: UserRow): UserState {
+  return {
+    userId: row.user_id,
+    revokedBefore: row.revoked_before,
+    lastLoginAt: row.last_login_at,
+    clock: row.clock,
+    emailVerifiedAt: row.email_verified_at,
+  };
 }
 
 function toSession(userId: string, row: SessionRow): SessionRecord {

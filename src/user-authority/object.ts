@@ -288,7 +288,7 @@ export class UserAuthority extends DurableObject<Env> {
       case 'browser_renews':
       case 'rotate':
       case 'grace':
-        return { ok: true, value: await this.#grant(outcome.session as SessionRecord, outcome.at) };
+        return { ok: true, value: await this.#grant(outcome.session as SessionRecord, outcome.at, outcome.emailVerifiedAt) };
       case 'reuse':
         await this.#deliverSoon();
         return failed('token_reused');
@@ -828,11 +828,14 @@ export class UserAuthority extends DurableObject<Env> {
     token: AccessTokenClaims,
     proof: ProofOfPossession | null,
     purpose: 'renew' | 'logout',
-  ): { decision: RenewalDecision; session: SessionRecord | null; at: number } {
-    return this.#transaction(() => {
-      const stored = this.#records.loadUser();
-      const user = stored?.userId === token.sub ? stored : null;
-      const session = user ? this.#records.loadSession(user.userId, token.sid) : null;
+  ): { decision: RenewalDecision; session: SessionRecord | null; at: number; emailVerifiedAt: number | null } {
+    // Read with the user, for the token a renewal signs after the transaction (#grant).
+    let emailVerifiedAt: number | null = null;
+    const outcome = this.#transaction(() => {
+      const stored = this.#records.loadUserAndSession(token.sid);
+      const user = stored?.user.userId === token.sub ? stored.user : null;
+      const session = user ? (stored?.session ?? null) : null;
+      emailVerifiedAt = user?.emailVerifiedAt ?? null;
       const at = user ? this.#tick(user) : now();
       // A proof counts once: a replayed one is no proof at all. Its jti is kept until the proof
       // is too old to be accepted anyway, in the same storage, so an eviction forgets nothing.
@@ -875,6 +878,7 @@ export class UserAuthority extends DurableObject<Env> {
           return { decision, session, at };
       }
     });
+    return { ...outcome, emailVerifiedAt };
   }
 
   #rotate(user: UserState, session: SessionRecord, nextGen: number, at: number): SessionRecord {
@@ -885,7 +889,7 @@ export class UserAuthority extends DurableObject<Env> {
       genExpiresAt: Math.floor(at / 1000) + this.#config.accessTokenTtlSeconds,
     };
     this.#records.advanceGeneration(next, session.gen);
-    this.#records.saveUser(user);
+    this.#records.saveClock(user);
     return next;
   }
 
@@ -1092,10 +1096,14 @@ export class UserAuthority extends DurableObject<Env> {
   /**
    * The token of the session's current generation: the same every time it is asked for. Its
    * `email_verified` says whether the email was verified when the generation was minted, so a
-   * grace answer after a verification is still the very same token.
+   * grace answer after a verification is still the very same token. `verifiedAt` is the user's
+   * `email_verified_at`, read here unless the caller read it in the same transaction (a renewal).
    */
-  async #grant(session: SessionRecord, at: number): Promise<TokenGrant> {
-    const verifiedAt = this.#records.loadUser()?.emailVerifiedAt ?? null;
+  async #grant(
+    session: SessionRecord,
+    at: number,
+    verifiedAt: number | null = this.#records.loadUser()?.emailVerifiedAt ?? null,
+  ): Promise<TokenGrant> {
     const claims = accessTokenClaims({
       config: this.#config,
       session,

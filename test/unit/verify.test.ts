@@ -54,6 +54,33 @@ describe('verifyAccessToken, genuine tokens', () => {
     });
   }
 
+  it("EdDSA: the token is byte for byte the one jose's SignJWT makes of the same header and claims", async () => {
+    // A generation is answered again as the same token (rule 6): the signer may change, its bytes may not.
+    const keyring = await keyringWith('EdDSA');
+    const bound = { ...claims, client_id: 'app', cnf: { jkt: 'thumbprint' }, email_verified: true };
+    for (const signed of [claims, bound]) {
+      const byJose = await new SignJWT({ ...signed })
+        .setProtectedHeader({ alg: 'EdDSA', kid: keyring.signer.kid, typ: 'at+jwt' })
+        .sign(keyring.signer.key);
+      expect(await signAccessToken(signed, keyring)).toBe(byJose);
+    }
+  });
+
+  it("ES256: the header and claims are byte for byte jose's SignJWT's (the signature is randomized)", async () => {
+    const keyring = await keyringWith('ES256');
+    const byJose = await new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: 'ES256', kid: keyring.signer.kid, typ: 'at+jwt' })
+      .sign(keyring.signer.key);
+    const token = await signAccessToken(claims, keyring);
+    expect(token.slice(0, token.lastIndexOf('.'))).toBe(byJose.slice(0, byJose.lastIndexOf('.')));
+  });
+
+  it('refuses claims whose iat or exp is not a finite number, which JSON would turn into null', async () => {
+    const keyring = await keyringWith('EdDSA');
+    await expect(signAccessToken({ ...claims, exp: Number.NaN }, keyring)).rejects.toThrow(TypeError);
+    await expect(signAccessToken({ ...claims, iat: Number.POSITIVE_INFINITY }, keyring)).rejects.toThrow(TypeError);
+  });
+
   it('ES256: a DER-encoded signature (not the raw r || s of JWS) is invalid', async () => {
     const keyring = await keyringWith('ES256');
     const token = await signAccessToken(claims, keyring);
