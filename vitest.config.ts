@@ -1,5 +1,6 @@
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
+import { hideExpectedWrites, isExpectedLog } from './test/expected-logs.ts';
 // @ts-expect-error: a plain ES module without types, shared with `npm start`.
 import { buildClient } from './scripts/build-client.mjs';
 // @ts-expect-error: a plain ES module without types, shared with `npm start`.
@@ -15,8 +16,33 @@ const signingKeys = { keys: [generateSigningKey(), generateSigningKey()] };
 // D1's schema, applied by test/setup.ts exactly as `npm start` and the deploy apply it.
 const migrations = await readD1Migrations('./migrations');
 
+// What a green run prints on purpose (injected faults, information lines, the runtime's notes on
+// what the tests do deliberately) is hidden, and counted once at the end; anything else shows.
+// LATCHKEY_TEST_LOGS=all shows everything.
+const showAllLogs = process.env.LATCHKEY_TEST_LOGS === 'all';
+let hiddenLogs = 0;
+const hideOne = () => {
+  hiddenLogs += 1;
+};
+if (!showAllLogs) {
+  hideExpectedWrites(process.stdout, hideOne);
+  hideExpectedWrites(process.stderr, hideOne);
+  process.once('exit', () => {
+    if (hiddenLogs > 0) {
+      process.stdout.write(
+        `${hiddenLogs} expected log lines hidden (injected faults, information, runtime notes: test/expected-logs.ts); LATCHKEY_TEST_LOGS=all shows them.\n`,
+      );
+    }
+  });
+}
+
 export default defineConfig({
   test: {
+    onConsoleLog(log, type) {
+      if (showAllLogs || !isExpectedLog(log, type)) return;
+      hideOne();
+      return false;
+    },
     projects: [
       {
         // `@latchkey/verify` and `@latchkey/client` from their source, as tsconfig.json maps them.

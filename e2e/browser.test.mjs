@@ -116,6 +116,46 @@ async function waitForRenewals(page, total, timeout = 3 * TTL_MS) {
 
 const stateOf = (page) => page.getAttribute('#app', 'data-state');
 
+/** A phone's screen, in CSS pixels. */
+const PHONE = { width: 390, height: 844 };
+
+/**
+ * What elements matching `selector` say: their code (data-code), their heading (`strong`), their
+ * words without the detail line, and the detail line that names the code.
+ */
+function wordsAndCodes(page, selector) {
+  return page.$$eval(selector, (elements) =>
+    elements.map((element) => {
+      const words = element.cloneNode(true);
+      const codeLine = words.querySelector('.code-line');
+      codeLine?.remove();
+      return {
+        code: element.dataset.code,
+        title: element.querySelector('strong')?.textContent ?? '',
+        words: words.textContent,
+        codeLine: codeLine?.textContent ?? '',
+      };
+    }),
+  );
+}
+
+/** Every date on the page is written one way: the demo's format, in the browser's locale. */
+async function assertOneDateFormat(page) {
+  const dates = await page.$$eval('time', (times) => {
+    const format = new Intl.DateTimeFormat(undefined, {
+      day: 'numeric',
+      month: 'short',
+      year: 'numeric',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    return times.map((time) => ({ shown: time.textContent, expected: format.format(new Date(time.dateTime)) }));
+  });
+  assert.ok(dates.length > 0, 'the page shows dates');
+  for (const date of dates) assert.equal(date.shown, date.expected);
+}
+
 /** The demo page's sessions list, emptied and loaded afresh: a strict route answered its client. */
 async function sessionsListLoads(page) {
   await page.evaluate(() => document.querySelector('#sessions')?.replaceChildren());
@@ -266,6 +306,112 @@ describe('the demo page', () => {
     );
     await page.screenshot({ path: join(ARTIFACTS, 'demo-replay-refused.png'), fullPage: true });
     await context.close();
+  });
+
+  it('on a phone: the sessions list fits 390 px, a loading state comes before the first answer, and codes read as words', { timeout: 90_000 }, async () => {
+    const account = newAccount('phone');
+    // A desktop browser of the same user first, so that the phone lists two sessions.
+    const desktop = await newContext(browser);
+    const onDesktop = await openDemo(desktop);
+    await signUp(onDesktop, account);
+    await signIn(onDesktop, account, 'bearer');
+    // A failed sign-in, for the events list.
+    const failed = await fetch(`${API}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: account.email, password: 'not the password at all' }),
+    });
+    assert.equal(failed.status, 401);
+
+    const phone = await newContext(browser, { viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const signingIn = await openDemo(phone);
+    await signIn(signingIn, account, 'cookie');
+    await signingIn.close();
+
+    // Opened again, the page asks whether the cookie still signs in (POST /auth/renew). That first
+    // answer is held back: meanwhile the page says it is checking, instead of showing an empty card.
+    let release;
+    const held = new Promise((resolve) => {
+      release = resolve;
+    });
+    let asked;
+    const renewAsked = new Promise((resolve) => {
+      asked = resolve;
+    });
+    let first = true;
+    await phone.route(`${API}/auth/renew`, async (route) => {
+      if (first) {
+        first = false;
+        asked();
+        await held;
+      }
+      await route.continue();
+    });
+    const page = await phone.newPage();
+    watchErrors(page);
+    await page.goto(`${API}/`);
+    await renewAsked;
+    assert.equal(await page.isVisible('#loading'), true, 'the loading state shows while the first answer is awaited');
+    assert.match(await page.textContent('#loading'), /Checking whether you are signed in/);
+    assert.equal(await stateOf(page), 'loading');
+    for (const view of ['#signed-in-view', '#signed-out-view', '#activity']) assert.equal(await page.isVisible(view), false, `${view} waits`);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-phone-loading.png') });
+    release();
+    await page.waitForSelector('#app[data-state="signed-in"]');
+    assert.equal(await page.isVisible('#loading'), false);
+    await page.waitForFunction(() => document.querySelectorAll('#sessions tr').length === 2);
+    await page.waitForSelector('#events li[data-code="login_failed"]', { state: 'attached' });
+
+    // Every Revoke button is on the screen, and nothing is wider than it.
+    const revokes = await page.$$('#sessions button');
+    assert.equal(revokes.length, 2);
+    for (const revoke of revokes) {
+      await revoke.scrollIntoViewIfNeeded();
+      const box = await revoke.boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width, `a Revoke button at ${JSON.stringify(box)}`);
+    }
+    const widths = await page.evaluate(() => ({ document: document.documentElement.scrollWidth, body: document.body.scrollWidth }));
+    assert.ok(widths.document <= PHONE.width && widths.body <= PHONE.width, `no horizontal scrolling: ${JSON.stringify(widths)}`);
+
+    // Events in words, each with its code in a detail line.
+    const events = await wordsAndCodes(page, '#events li');
+    assert.ok(events.length >= 3, JSON.stringify(events));
+    assert.deepEqual(
+      events.filter((event) => ['login', 'login_failed'].includes(event.code)).map((event) => [event.code, event.title]),
+      [
+        ['login', 'Signed in'],
+        ['login_failed', 'Failed sign-in'],
+        ['login', 'Signed in'],
+      ],
+    );
+    for (const event of events) {
+      assert.doesNotMatch(event.words, /\b[a-z]+_[a-z_]+\b/, `"${event.words}" has no code in it`);
+      assert.match(event.codeLine, new RegExp(`\\b${event.code}\\b`));
+    }
+    await assertOneDateFormat(page);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-phone.png'), fullPage: true });
+
+    // The same page at a desktop width.
+    await onDesktop.click('#refresh-lists');
+    await onDesktop.waitForFunction(() => document.querySelectorAll('#sessions tr').length === 2);
+    await onDesktop.waitForSelector('#events li[data-code="login_failed"]', { state: 'attached' });
+    await assertOneDateFormat(onDesktop);
+    await onDesktop.screenshot({ path: join(ARTIFACTS, 'demo-desktop.png'), fullPage: true });
+
+    // Signing out everywhere says so in words, here and, at its next renewal, on the desktop.
+    await page.click('#sign-out-everywhere');
+    await page.waitForSelector('#signedout-reason[data-code="logout_all"]:not([hidden])');
+    const [reason] = await wordsAndCodes(page, '#signedout-reason');
+    assert.equal(reason.title, 'Signed out everywhere');
+    assert.doesNotMatch(reason.words, /logout_all/);
+    assert.match(reason.codeLine, /logout_all/);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-phone-signed-out.png'), fullPage: true });
+    await onDesktop.waitForSelector('#signedout-reason[data-code="session_revoked"]:not([hidden])', { timeout: 3 * TTL_MS });
+    const [revoked] = await wordsAndCodes(onDesktop, '#signedout-reason');
+    assert.equal(revoked.title, 'Session revoked');
+    assert.doesNotMatch(revoked.words, /session_revoked/);
+    await phone.close();
+    await desktop.close();
   });
 });
 
@@ -668,7 +814,7 @@ describe('passkeys', () => {
     // Signed out, the page offers passkeys in the email field's autofill. The virtual authenticator
     // answers a conditional request at once, as a person picking the suggestion would.
     await page.click('#sign-out');
-    await page.waitForFunction(() => document.querySelector('#activity')?.textContent?.includes('Signed out: logout.'));
+    await page.waitForSelector('#activity li[data-code="logout"]', { state: 'attached' });
     await page.waitForFunction(() => document.querySelector('#activity')?.textContent?.includes('Signed in with a passkey.'), null, {
       timeout: 15_000,
     });

@@ -126,7 +126,7 @@ describe('PROTOCOL.md invariants', () => {
       ["the user's clock, written after the generation", 'BEFORE UPDATE ON user_state'],
     ])('storage refusing %s: no token, nothing of the renewal kept, the same token renews after', async (_what, when) => {
       const { id, token } = await signedInUser();
-      await execInObject(id, `CREATE TRIGGER refuse_rotation ${when} BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
+      await execInObject(id, `CREATE TRIGGER refuse_rotation ${when} BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END`);
       const before = await objectRows(id);
       const failed = await renew(token.access_token);
       const text = await failed.text();
@@ -143,7 +143,7 @@ describe('PROTOCOL.md invariants', () => {
     it("storage refusing a login's session: no token, no session in the object (D1's mirror row alone names no token)", async () => {
       const { id, email } = await signedInUser();
       const before = await objectRows(id);
-      await execInObject(id, `CREATE TRIGGER refuse_login BEFORE INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
+      await execInObject(id, `CREATE TRIGGER refuse_login BEFORE INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END`);
       const failed = await call('/auth/login', { method: 'POST', json: { email, password: PASSWORD } });
       const text = await failed.text();
       expect(failed.status, text).toBeGreaterThanOrEqual(500);
@@ -322,7 +322,7 @@ describe('PROTOCOL.md invariants', () => {
       'a revocation and the D1 write it owes are one transaction: storage refusing the write keeps the revocation out too (%s)',
       async (path) => {
         const { id, token } = await signedInUser();
-        await execInObject(id, `CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'storage refused'); END`);
+        await execInObject(id, `CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END`);
         const before = await objectRows(id);
         const failed = await call(path, { method: 'POST', token: token.access_token });
         expect(failed.status).toBeGreaterThanOrEqual(500);

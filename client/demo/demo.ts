@@ -9,21 +9,9 @@ import {
   passkeyAutofillSupported,
   passkeysSupported,
 } from '@latchkey/client';
+import { eventDetailWords, formatInstant, wordsFor } from './text.js';
 
 const MODE_KEY = 'latchkey-demo:mode';
-
-const REASONS: Record<string, string> = {
-  logout: 'You signed out.',
-  logout_all: 'You signed out on every device.',
-  session_revoked:
-    'This session was revoked: signed out everywhere from another tab or device, revoked from the sessions list, or ended after an old token was replayed.',
-  token_reused: 'An old token was presented again, so the session was ended to protect the account.',
-  session_expired: 'The session reached its maximum age. Sign in again.',
-  session_inactive: 'The session was idle for too long. Sign in again.',
-  invalid_token: 'The sign-in is no longer valid. Sign in again.',
-  missing_token: 'The sign-in is gone (the cookie was cleared). Sign in again.',
-  forbidden_origin: 'This page is not on an allowed origin, so it cannot renew the sign-in.',
-};
 
 function element<T extends HTMLElement = HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -34,6 +22,7 @@ function element<T extends HTMLElement = HTMLElement>(id: string): T {
 const app = element('app');
 const signedOutView = element('signed-out-view');
 const signedInView = element('signed-in-view');
+const loading = element('loading');
 const reasonBox = element('signedout-reason');
 const formMessage = element('form-message');
 const countdown = element('countdown');
@@ -62,27 +51,66 @@ let lifetimeMs = 1;
 /** The pending conditional passkey request (the email field's autofill), while signed out. */
 let autofill: AbortController | null = null;
 
-function clock(): string {
-  return new Date().toLocaleTimeString();
+/** A `<time>` showing `instant` in the page's one date format. */
+function timeElement(instant: string | number | Date): HTMLTimeElement {
+  const time = document.createElement('time');
+  time.dateTime = new Date(instant).toISOString();
+  time.textContent = formatInstant(instant);
+  return time;
 }
 
-function log(text: string): void {
+/** The line under a message that names the code behind it, for looking it up. */
+function codeLine(code: string, ...more: (string | Node)[]): HTMLElement {
+  const line = document.createElement('small');
+  line.className = 'code-line';
+  const name = document.createElement('code');
+  name.textContent = code;
+  line.append('Code: ', name);
+  for (const part of more) line.append(' · ', part);
+  return line;
+}
+
+/** What went wrong, in words, and the code behind it when there is one. */
+interface Described {
+  text: string;
+  code?: string;
+}
+
+function log(text: string, code?: string): void {
   const item = document.createElement('li');
-  const time = document.createElement('time');
-  time.textContent = clock();
-  item.append(time, text);
+  item.append(timeElement(Date.now()), text);
+  if (code) {
+    item.dataset.code = code;
+    item.append(' ', codeLine(code));
+  }
   activity.prepend(item);
   while (activity.children.length > 50) activity.lastElementChild?.remove();
 }
 
-function say(text: string, kind: 'info' | 'error' = 'info'): void {
-  formMessage.textContent = text;
+function say(message: string | Described, kind: 'info' | 'error' = 'info'): void {
+  const { text, code } = typeof message === 'string' ? { text: message, code: undefined } : message;
+  formMessage.replaceChildren(text);
+  if (code) {
+    formMessage.dataset.code = code;
+    formMessage.append(codeLine(code));
+  } else {
+    delete formMessage.dataset.code;
+  }
   formMessage.dataset.kind = kind;
 }
 
-function describe(error: unknown): string {
-  if (error instanceof LatchkeyError) return `${error.code}: ${error.problem?.detail ?? error.message}`;
-  return error instanceof Error ? error.message : String(error);
+function describe(error: unknown): Described {
+  if (error instanceof LatchkeyError) {
+    const words = wordsFor(error.code);
+    return { text: words.explain ? `${words.title}. ${words.explain}` : `${words.title}.`, code: error.code };
+  }
+  return { text: error instanceof Error ? error.message : String(error) };
+}
+
+/** `describe` on one line, for the activity log. */
+function logFailure(what: string, error: unknown): void {
+  const { text, code } = describe(error);
+  log(`${what}: ${text}`, code);
 }
 
 /** A WebAuthn ceremony that ended because another one started, or because the page stopped it. */
@@ -110,7 +138,8 @@ async function armPasskeyAutofill(): Promise<void> {
     await client.loginWithPasskey({ conditional: true, signal: controller.signal });
   } catch (error) {
     if (controller.signal.aborted || isAbort(error)) return;
-    say(`Passkey sign-in failed: ${describe(error)}`, 'error');
+    const described = describe(error);
+    say({ ...described, text: `Passkey sign-in failed. ${described.text}` }, 'error');
     if (autofill === controller && !client.signedIn) void armPasskeyAutofill();
   }
 }
@@ -130,6 +159,7 @@ function rememberToken(): void {
 function showState(state: 'signed-in' | 'signed-out'): void {
   app.dataset.state = state;
   app.setAttribute('aria-busy', 'false');
+  loading.hidden = true;
   signedInView.hidden = state !== 'signed-in';
   signedOutView.hidden = state !== 'signed-out';
 }
@@ -154,16 +184,13 @@ async function refreshLists(): Promise<void> {
         const row = document.createElement('tr');
         const label = session.client ?? 'Unnamed client';
         const cells = [
-          `${label}${session.current ? ' (this browser)' : ''}`,
-          new Date(session.created_at).toLocaleString(),
-          session.last_renewed_at ? new Date(session.last_renewed_at).toLocaleTimeString() : 'not yet',
-        ].map((text) => {
-          const cell = document.createElement('td');
-          cell.textContent = text;
-          return cell;
-        });
+          cell('Client', `${label}${session.current ? ' (this browser)' : ''}`),
+          cell('Signed in', timeElement(session.created_at)),
+          cell('Last renewed', session.last_renewed_at ? timeElement(session.last_renewed_at) : 'not yet'),
+        ];
         if (session.current) cells[0]?.classList.add('current');
         const actionCell = document.createElement('td');
+        actionCell.className = 'action';
         const revoke = document.createElement('button');
         revoke.type = 'button';
         revoke.className = 'danger small';
@@ -178,39 +205,44 @@ async function refreshLists(): Promise<void> {
     element('events').replaceChildren(
       ...events.map((event) => {
         const item = document.createElement('li');
-        const time = document.createElement('time');
-        time.dateTime = event.at;
-        time.textContent = new Date(event.at).toLocaleTimeString();
-        const type = document.createElement('strong');
-        type.textContent = ` ${event.type}`;
-        item.append(time, type);
-        if (event.session_id) item.append(` session ${event.session_id.slice(0, 8)}`);
-        const scope = event.detail?.scope;
-        if (typeof scope === 'string') item.append(`, scope: ${scope}`);
-        const method = event.detail?.method;
-        if (typeof method === 'string') item.append(`, with a ${method}`);
+        item.dataset.code = event.type;
+        const words = document.createElement('strong');
+        words.textContent = wordsFor(event.type).title;
+        const details = eventDetailWords(event.type, event.detail);
+        item.append(words, details.length > 0 ? `: ${details.join(', ')}` : '');
+        const session = event.session_id ? [`session ${event.session_id.slice(0, 8)}`] : [];
+        const meta = codeLine(event.type, ...session);
+        meta.prepend(timeElement(event.at), ' · ');
+        item.append(meta);
         return item;
       }),
     );
+    element('events-empty').hidden = events.length > 0;
+    for (const placeholder of document.querySelectorAll<HTMLElement>('.lists-loading')) placeholder.hidden = true;
   } catch (error) {
-    log(`Could not load the lists: ${describe(error)}`);
+    logFailure('Could not load the lists', error);
   }
+}
+
+/** A cell of a list; `label` is its column's heading, shown beside it where the rows stack (narrow screens). */
+function cell(label: string, content: string | Node): HTMLTableCellElement {
+  const made = document.createElement('td');
+  made.dataset.label = label;
+  made.append(content);
+  return made;
 }
 
 function passkeyRow(passkey: PasskeyInfo): HTMLTableRowElement {
   const row = document.createElement('tr');
   const label = passkey.name ?? 'Unnamed passkey';
   const cells = [
-    label,
-    new Date(passkey.created_at).toLocaleString(),
-    passkey.last_used_at ? new Date(passkey.last_used_at).toLocaleString() : 'never',
-    passkey.device_type === 'multiDevice' ? (passkey.backed_up ? 'synced' : 'can sync') : 'this device only',
-  ].map((text) => {
-    const cell = document.createElement('td');
-    cell.textContent = text;
-    return cell;
-  });
+    cell('Name', label),
+    cell('Added', timeElement(passkey.created_at)),
+    cell('Last used', passkey.last_used_at ? timeElement(passkey.last_used_at) : 'never'),
+    cell('Kind', passkey.device_type === 'multiDevice' ? (passkey.backed_up ? 'synced' : 'can sync') : 'this device only'),
+  ];
   const actionCell = document.createElement('td');
+  actionCell.className = 'action';
   const remove = document.createElement('button');
   remove.type = 'button';
   remove.className = 'danger small';
@@ -236,7 +268,7 @@ async function removePasskey(passkey: PasskeyInfo): Promise<void> {
     log(`Removed the passkey ${passkey.name ?? passkey.id.slice(0, 8)}.`);
     await refreshLists();
   } catch (error) {
-    log(`Removing the passkey failed: ${describe(error)}`);
+    logFailure('Removing the passkey failed', error);
   }
 }
 
@@ -246,14 +278,22 @@ async function revokeSession(sessionId: string): Promise<void> {
     log(`Revoked session ${sessionId.slice(0, 8)}.`);
     await refreshLists();
   } catch (error) {
-    log(`Revoking failed: ${describe(error)}`);
+    logFailure('Revoking failed', error);
   }
+}
+
+/** Empties the lists, so that another account's never show, and says they are loading. */
+function resetLists(): void {
+  for (const id of ['sessions', 'passkeys', 'events']) element(id).replaceChildren();
+  for (const id of ['passkeys-table', 'passkeys-empty', 'events-empty']) element(id).hidden = true;
+  for (const placeholder of document.querySelectorAll<HTMLElement>('.lists-loading')) placeholder.hidden = false;
 }
 
 function onSignedIn(): void {
   disarmPasskeyAutofill();
+  resetLists();
   reasonBox.hidden = true;
-  reasonBox.textContent = '';
+  reasonBox.replaceChildren();
   delete reasonBox.dataset.code;
   say('');
   tokensSeen = [];
@@ -295,12 +335,15 @@ function makeClient(mode: Mode): LatchkeyClient {
   });
   made.addEventListener('signedout', (event) => {
     const { code } = event.detail;
+    const words = wordsFor(code);
+    const heading = document.createElement('strong');
+    heading.textContent = words.title;
     reasonBox.dataset.code = code;
-    reasonBox.textContent = `Signed out (${code}). ${REASONS[code] ?? 'Sign in again.'}${replayOutcome}`;
+    reasonBox.replaceChildren(heading, ` ${words.explain ?? 'Sign in again.'}${replayOutcome}`, codeLine(code));
     replayOutcome = '';
     reasonBox.hidden = false;
     tokensSeen = [];
-    log(`Signed out: ${code}.`);
+    log(`${words.title}.`, code);
     showState('signed-out');
     void armPasskeyAutofill();
   });
@@ -482,19 +525,21 @@ replayButton.addEventListener('click', () => {
     if (body.code === 'invalid_dpop_proof') {
       // A bound session (RFC 9449): the copy is refused before the session is even looked at.
       replayResult.textContent =
-        `POST /auth/renew → ${response.status} invalid_dpop_proof\n` +
         "Refused. This session is bound to a key that only this browser holds: it lives in the browser's key store and cannot be exported, not even by this page. " +
         "The replayed token went out without a proof of that key, as a copy taken from a log, a proxy or another machine would, so it cannot renew, sign out or read anything. " +
-        'Nothing was revoked: this tab stays signed in and keeps renewing. The refusal is recorded as a proof_failed security event.';
-      log('Replayed the oldest token without the key: refused (invalid_dpop_proof), nothing revoked.');
+        `Nothing was revoked: this tab stays signed in and keeps renewing. The refusal shows in the security events as “${wordsFor('proof_failed').title}”.\n` +
+        `POST /auth/renew → ${response.status} invalid_dpop_proof`;
+      log('Replayed the oldest token without the key: refused, nothing revoked.', 'invalid_dpop_proof');
       await refreshLists();
       return;
     }
-    if (body.code === 'token_reused') {
-      replayOutcome = ' The replayed token was answered 401 token_reused: the server detected the reuse and revoked the session.';
+    const code = body.code ?? `http_${response.status}`;
+    const words = wordsFor(code);
+    if (code === 'token_reused') {
+      replayOutcome = ' The replayed token was refused as an old token used again: the server detected the reuse and revoked the session.';
     }
-    replayResult.textContent = `POST /auth/renew → ${response.status} ${body.code ?? ''}\n${body.detail ?? ''}`;
-    log(`Replayed the oldest token: ${body.code ?? response.status}.`);
+    replayResult.textContent = `${words.title}. ${words.explain ?? body.detail ?? ''}\nPOST /auth/renew → ${response.status} ${body.code ?? ''}`;
+    log(`Replayed the oldest token: ${words.title.toLowerCase()}.`, code);
     // The session is gone now; the next call tells the client, which signs out with the reason.
     await refreshAccount();
   }, replayButton);
