@@ -218,9 +218,10 @@ async function refreshLists(): Promise<void> {
       }),
     );
     element('events-empty').hidden = events.length > 0;
-    for (const placeholder of document.querySelectorAll<HTMLElement>('.lists-loading')) placeholder.hidden = true;
+    showListPlaceholders(null);
   } catch (error) {
     logFailure('Could not load the lists', error);
+    showListPlaceholders('Could not load this list: see Activity below, then Refresh lists.');
   }
 }
 
@@ -286,7 +287,15 @@ async function revokeSession(sessionId: string): Promise<void> {
 function resetLists(): void {
   for (const id of ['sessions', 'passkeys', 'events']) element(id).replaceChildren();
   for (const id of ['passkeys-table', 'passkeys-empty', 'events-empty']) element(id).hidden = true;
-  for (const placeholder of document.querySelectorAll<HTMLElement>('.lists-loading')) placeholder.hidden = false;
+  showListPlaceholders('Loading…');
+}
+
+/** What the lists say in place of their rows (loading, or why they are missing); null: nothing. */
+function showListPlaceholders(text: string | null): void {
+  for (const placeholder of document.querySelectorAll<HTMLElement>('.lists-loading')) {
+    placeholder.hidden = text === null;
+    if (text !== null) placeholder.textContent = text;
+  }
 }
 
 function onSignedIn(): void {

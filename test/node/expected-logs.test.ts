@@ -27,6 +27,7 @@ describe('the output a green run hides', () => {
     ['runner', 'uncaught exception; source = Uncaught (in promise); stack = Error: injected D1 failure: batch'],
     ['runner', 'exception = workerd/api/web-socket.c++:821: disconnected: WebSocket peer disconnected; and then something else\n'],
     ['runner', 'A header value for "authorization" contains non-ASCII characters: "Bearer café"'],
+    ['runner', 'A header value for "to" contains non-ASCII characters: "café@example.com"'],
     ['runner', 'Sourcemap for "/repo/src/app.ts" points to missing source files\n'],
     ['runner', ' FAIL   latchkey  test/renewal.test.ts > renews\n'],
   ] as const)('shows, on %s: %s', (from, log) => {
