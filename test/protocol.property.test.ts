@@ -552,6 +552,22 @@ const NAMED: Array<[string, Step[]]> = [
     ],
   ],
   [
+    // Found by a random run: a thief's replay within the grace window, an operator's revocation of
+    // another user, and the stale token shown again.
+    'a replay inside the grace window, another user revoked, then the superseded token again',
+    [
+      { kind: 'renew', client: 1, copies: 1 },
+      { kind: 'logout', client: 1 },
+      { kind: 'replay', token: 0, copies: 1 },
+      { kind: 'advance', seconds: 3 },
+      { kind: 'renew', client: 0, copies: 1 },
+      { kind: 'adminRevoke', user: 1 },
+      { kind: 'replay', token: 0, copies: 1 },
+      { kind: 'renew', client: 0, copies: 1 },
+      { kind: 'replay', token: 0, copies: 1 },
+    ],
+  ],
+  [
     // Found by the random run: the records place a generation-1 token at its session's login.
     'a replayed generation-1 token of a session that logged in just before the last login ends only that session',
     [
