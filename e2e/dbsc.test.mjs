@@ -185,9 +185,16 @@ describe('DBSC in Chromium', () => {
   it('logout-all elsewhere ends the browser session (continue false), and the demo page learns why', { timeout: 90_000 }, async () => {
     const context = await newContext(browser);
     const renewAnswers = [];
+    const isRenewal = (request) => new URL(request.url()).pathname === '/auth/renew' && request.method() === 'POST';
+    const sentAt = new Map();
+    context.on('request', (request) => {
+      if (isRenewal(request)) sentAt.set(request, Date.now());
+    });
     context.on('response', async (response) => {
-      if (new URL(response.url()).pathname !== '/auth/renew' || response.request().method() !== 'POST') return;
-      renewAnswers.push({ status: response.status(), body: await response.json().catch(() => null) });
+      if (!isRenewal(response.request())) return;
+      const answer = { status: response.status(), sentAt: sentAt.get(response.request()), answeredAt: Date.now() };
+      renewAnswers.push(answer);
+      answer.body = await response.json().catch(() => null);
     });
     const account = await registerAccount('dbsc-end');
     const page = await context.newPage();
@@ -209,6 +216,19 @@ describe('DBSC in Chromium', () => {
     while (!renewAnswers.some((answer) => answer.status === 200) && Date.now() < deadline) await sleep(100);
     const looks = renewAnswers.filter((answer) => answer.status === 200);
     assert.ok(looks.length > 0 && looks.every((answer) => answer.body?.device_bound === true), JSON.stringify(renewAnswers));
+    // The client looks only once the token it was told about has expired (the browser refreshes
+    // then), never ahead of expiry as it renews an unbound session. Judged over a look that
+    // followed an answer with a few seconds to run, where the two schedules differ.
+    const followsLongAnswer = () =>
+      renewAnswers.some((answer, i) => answer.body?.expires_in >= 3 && renewAnswers[i + 1]?.body !== undefined);
+    const lookDeadline = Date.now() + 4 * TTL_MS;
+    while (!followsLongAnswer() && Date.now() < lookDeadline) await sleep(100);
+    assert.ok(followsLongAnswer(), JSON.stringify(renewAnswers));
+    const answered = renewAnswers.filter((answer) => answer.status === 200);
+    for (let i = 0; i + 1 < answered.length; i++) {
+      const { answeredAt, body } = answered[i];
+      assert.ok(answered[i + 1].sentAt >= answeredAt + body.expires_in * 1000 - 500, `look ${i + 1} came before the token expired`);
+    }
     // (Read between two counts of the log: the browser may refresh meanwhile.)
     const refreshes = () => dbscLog(sessionId).filter((line) => /refreshed \(proof verified\)/.test(line)).length;
     const before = refreshes();
