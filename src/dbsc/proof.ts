@@ -1,4 +1,5 @@
-import { base64url, type CryptoKey, calculateJwkThumbprint, decodeProtectedHeader, errors, importJWK, type JWK, jwtVerify } from 'jose';
+import { base64url, type CryptoKey, calculateJwkThumbprint, errors, importJWK, type JWK, jwtVerify } from 'jose';
+import { PRIVATE_JWK_MEMBERS, proofHeader } from '../../packages/verify/src/dpop/proof';
 import { type DbscAlgorithm, isDbscAlgorithm } from './algorithms';
 
 /**
@@ -16,8 +17,6 @@ export interface DbscPublicKey {
 const MAX_PROOF_LENGTH = 8192;
 /** Longest `jti` accepted. latchkey's challenges are 43 characters; this refuses junk early. */
 const MAX_JTI_LENGTH = 256;
-/** A compact JWS; the signature may be empty here so that `alg: none` is refused by name. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 /** A P-256 coordinate: 32 bytes, unpadded base64url. */
 const P256_COORDINATE = /^[A-Za-z0-9_-]{43}$/;
 /**
@@ -28,8 +27,6 @@ const RSA_MODULUS_BYTES = { min: 256, max: 512 };
 /** RSA public exponents accepted: at most 4 bytes (65537 is 3). */
 const RSA_MAX_EXPONENT_BYTES = 4;
 
-/** Members only private or symmetric keys carry (RFC 7517, RFC 7518 §6). */
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /**
  * Header parameters that point elsewhere for the key or change how the JWS is read: the key of a
  * registration is the `jwk` in its header, the key of a refresh the one registered, and nothing
@@ -144,15 +141,9 @@ function joseFailure(error: unknown): DbscProofFailure {
  * use the challenge up and act on the session in one storage transaction.
  */
 export async function verifyDbscProof(proof: string, expect: DbscProofExpectations): Promise<DbscProofResult> {
-  if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) return failed('malformed');
-  let header: Record<string, unknown>;
-  try {
-    header = decodeProtectedHeader(proof) as Record<string, unknown>;
-  } catch {
-    return failed('malformed');
-  }
-  if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return failed('header');
-  if (header.typ !== 'dbsc+jwt') return failed('typ');
+  const read = proofHeader(proof, { maxLength: MAX_PROOF_LENGTH, forbidden: FORBIDDEN_HEADER_PARAMETERS, typ: 'dbsc+jwt' });
+  if (!read.ok) return failed(read.reason);
+  const { header } = read;
   const alg = header.alg;
   if (!isDbscAlgorithm(alg)) return failed('alg');
 

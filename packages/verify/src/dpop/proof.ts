@@ -15,13 +15,11 @@ export const PROOF_FUTURE_LEEWAY_SECONDS = 5;
 const MAX_PROOF_LENGTH = 4096;
 /** Longest `jti` accepted: it is stored per proof; UUIDs and 256-bit random values fit. */
 const MAX_JTI_LENGTH = 128;
-/** A compact JWS; the signature may be empty here so that `alg: none` is refused by name. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 /** A SHA-256 digest in unpadded base64url (`ath`, `jkt`). */
 const SHA256_BASE64URL = /^[A-Za-z0-9_-]{43}$/;
 
 /** RFC 7517/7518 members that only private or symmetric keys carry (RFC 9449 §4.3 check 6). */
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+export const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /**
  * Header parameters that point elsewhere for the key or change how the JWS is read. The key of a
  * proof is the `jwk` in its header and nothing else (RFC 9449 §4.2); `crit` and `b64` would make
@@ -112,6 +110,30 @@ export async function accessTokenHash(token: string): Promise<string> {
   return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', utf8.encode(token))));
 }
 
+/** A compact JWS; the signature may be empty here so that `alg: none` is refused by name. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * The protected header of a proof (DPoP here, DBSC in the service), judged before any key or
+ * signature: at most `maxLength` characters of compact JWS, a JSON object, none of the `forbidden`
+ * parameters, and `typ` exactly as given.
+ */
+export function proofHeader(
+  proof: string,
+  expect: { maxLength: number; forbidden: readonly string[]; typ: string },
+): { ok: true; header: Record<string, unknown> } | { ok: false; reason: 'malformed' | 'header' | 'typ' } {
+  if (proof.length > expect.maxLength || !COMPACT_JWS.test(proof)) return { ok: false, reason: 'malformed' };
+  let header: Record<string, unknown>;
+  try {
+    header = decodeProtectedHeader(proof) as Record<string, unknown>;
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+  if (expect.forbidden.some((name) => Object.hasOwn(header, name))) return { ok: false, reason: 'header' };
+  if (header.typ !== expect.typ) return { ok: false, reason: 'typ' };
+  return { ok: true, header };
+}
+
 /** Why jose refused a JWS whose header and key already passed the checks above. */
 function joseFailure(error: unknown): ProofFailure {
   if (error instanceof errors.JWSSignatureVerificationFailed) return 'signature';
@@ -137,15 +159,9 @@ function joseFailure(error: unknown): ProofFailure {
  * until `usableUntilMs`.
  */
 export async function verifyDpopProof(proof: string, expect: ProofExpectations): Promise<ProofResult> {
-  if (proof.length > MAX_PROOF_LENGTH || !COMPACT_JWS.test(proof)) return failed('malformed');
-  let header: Record<string, unknown>;
-  try {
-    header = decodeProtectedHeader(proof) as Record<string, unknown>;
-  } catch {
-    return failed('malformed');
-  }
-  if (FORBIDDEN_HEADER_PARAMETERS.some((name) => Object.hasOwn(header, name))) return failed('header');
-  if (header.typ !== 'dpop+jwt') return failed('typ');
+  const read = proofHeader(proof, { maxLength: MAX_PROOF_LENGTH, forbidden: FORBIDDEN_HEADER_PARAMETERS, typ: 'dpop+jwt' });
+  if (!read.ok) return failed(read.reason);
+  const { header } = read;
   const alg = header.alg;
   if (!isAllowedAlgorithm(alg)) return failed('alg');
 
