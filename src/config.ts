@@ -1,5 +1,5 @@
 import { ConfigError } from './errors';
-import { CLIENT_ID_PATTERN } from './tokens/claims';
+import { CLIENT_ID_PATTERN } from '../packages/verify/src/tokens/claims';
 
 /**
  * Everything latchkey reads from `[vars]` and secrets, parsed and validated once per isolate.
