@@ -5,7 +5,7 @@ import { ApiError } from '../errors';
 import { codePoints, normalizeEmail } from '../http/body';
 import { bearerToken } from '../http/credentials';
 import type { AppContext, AppEnv } from '../http/context';
-import { callAuthority } from '../user-authority/call';
+import { callAuthority, callAuthorityForValue } from '../user-authority/call';
 import type { AccountRecord } from '../storage/records';
 import { MAX_EMAIL_LENGTH } from './auth';
 import { isoInstant } from './responses';
@@ -40,10 +40,7 @@ function emailQuery(c: AppContext): string {
  * public key, a link's hash or the addresses that failed to sign in.
  */
 async function describeAccount(c: AppContext, account: AccountRecord) {
-  const sessions = await callAuthority(async () => ({
-    ok: true as const,
-    value: await c.var.authority(account.id).listSessions({ userId: account.id }),
-  }));
+  const sessions = await callAuthorityForValue(() => c.var.authority(account.id).listSessions({ userId: account.id }));
   const instant = (ms: number | null) => (ms === null || ms === 0 ? null : isoInstant(ms));
   c.header('cache-control', 'no-store');
   return c.json({

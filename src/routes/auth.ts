@@ -13,7 +13,7 @@ import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
-import { callAuthority } from '../user-authority/call';
+import { callAuthority, callAuthorityForValue } from '../user-authority/call';
 import { assertCookieDeliveryAllowed, isoInstant, newSessionResponse, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 export const MAX_EMAIL_LENGTH = 320;
@@ -177,10 +177,7 @@ export const authRoutes = new Hono<AppEnv>()
 
   .get('/sessions', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    const sessions = await callAuthority(async () => ({
-      ok: true as const,
-      value: await c.var.authority(claims.sub).listSessions({ userId: claims.sub }),
-    }));
+    const sessions = await callAuthorityForValue(() => c.var.authority(claims.sub).listSessions({ userId: claims.sub }));
     c.header('cache-control', 'no-store');
     return c.json({
       sessions: sessions.map((session) => ({
@@ -206,10 +203,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims } = c.get('caller');
     const before = eventCursor(c.req.query('cursor'));
     const limit = eventLimit(c.req.query('limit'));
-    const page = await callAuthority(async () => ({
-      ok: true as const,
-      value: await c.var.authority(claims.sub).listEvents({ userId: claims.sub, before, limit }),
-    }));
+    const page = await callAuthorityForValue(() => c.var.authority(claims.sub).listEvents({ userId: claims.sub, before, limit }));
     c.header('cache-control', 'no-store');
     return c.json({
       events: page.events.map((event) => ({

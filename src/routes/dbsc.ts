@@ -16,7 +16,7 @@ import { ApiError, problemResponse } from '../errors';
 import type { AppContext, AppEnv } from '../http/context';
 import { type EndedCode, setEndedCookie, setTokenCookie, tokenFromCookie } from '../http/token-cookie';
 import { tokenFailureCode, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
-import { callAuthority } from '../user-authority/call';
+import { callAuthority, callAuthorityForValue } from '../user-authority/call';
 import type { TokenGrant } from '../user-authority/results';
 
 /**
@@ -74,14 +74,14 @@ export const dbscRoutes = new Hono<AppEnv>()
     const ref = parseDbscSessionIdentifier(idField.value);
     if (ref === undefined) return endSession(c, 'session_revoked');
     const proofField = readProofField(c.req.raw);
-    const outcome = await callAuthority(async () => ({
-      ok: true as const,
-      value: await c.var.authority(ref.userId).refreshDbsc({
+    // `async`: the stub's answer, a union, is one promise to await rather than a promise of each variant.
+    const outcome = await callAuthorityForValue(async () =>
+      c.var.authority(ref.userId).refreshDbsc({
         userId: ref.userId,
         sessionId: ref.sessionId,
         proof: proofField.kind === 'one' ? proofField.value : null,
       }),
-    }));
+    );
     // One line per refresh: an operator (and the browser tests) can follow a bound session's life.
     const detail = outcome.kind === 'end' ? outcome.code : outcome.kind === 'refreshed' ? 'proof verified' : 'proof asked for';
     console.log(`latchkey: dbsc refresh of session ${ref.sessionId}: ${outcome.kind} (${detail})`);

@@ -32,3 +32,8 @@ export async function callAuthority<T>(
   if (!result.ok) throw result.code === 'temporarily_unavailable' ? temporarilyUnavailable() : new ApiError(result.code, options);
   return result.value;
 }
+
+/** Calls a method of the user's object that answers its value as is, with the same 503 for a passing platform failure. */
+export function callAuthorityForValue<T>(call: () => Promise<T>): Promise<T> {
+  return callAuthority(async () => ({ ok: true as const, value: await call() }));
+}
