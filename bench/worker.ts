@@ -19,9 +19,10 @@ import { configFrom } from '../src/config';
 import { verifyDpopProof } from '../packages/verify/src/dpop/proof';
 import worker from '../src/index';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
-import type { SessionRecord } from '../src/renewal/decide';
+import type { SessionRecord } from '../src/sessions/decide';
 import { UserRecords } from '../src/storage/user-records';
-import { type AccessTokenClaims, accessTokenClaims, generationJti } from '../src/tokens/claims';
+import { accessTokenClaims, generationJti } from '../src/sessions/claims';
+import type { AccessTokenClaims } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
@@ -123,8 +124,8 @@ class SeedableUserAuthority extends UserAuthority {
           dpopJkt: null,
           dbscJkt: null,
         };
-        records.insertSession(session);
-        records.appendEvent({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
+        records.sessions.insert(session);
+        records.events.append({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
         return session;
       });
       records.saveUser(user);

@@ -145,7 +145,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims, proof } = await presentedCredential(c, { allowExpired: true });
     const scheme = proof ? 'DPoP' : 'Bearer';
     if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
-    await callAuthority(() => authorityOf(c, claims.sub).logout(claims, proof ?? null), { scheme });
+    await callAuthority(() => authorityOf(c, claims.sub).endSession({ token: claims, proof: proof ?? null }), { scheme });
     if (c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })
@@ -203,7 +203,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims } = c.get('caller');
     const sessionId = c.req.param('id');
     if (sessionId.length > 128) throw new ApiError('not_found');
-    await callAuthority(() => authorityOf(c, claims.sub).revokeSession({ userId: claims.sub, sessionId }));
+    await callAuthority(() => authorityOf(c, claims.sub).endSession({ userId: claims.sub, sessionId }));
     if (sessionId === claims.sid && c.get('credential') === 'cookie') clearTokenCookie(c);
     return c.body(null, 204);
   })

@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors';
+import type { StoredEvent } from '../storage/records';
 
 /** A freshly issued (or re-answered) access token. */
 export interface TokenGrant {
@@ -67,3 +68,18 @@ export type DbscRefreshOutcome =
 export type Reauthentication =
   | { kind: 'password'; checkedPasswordHash: string }
   | { kind: 'passkey'; passkeyId: string; counter: number };
+
+/** A live session of the user, as the sessions list shows it. */
+export interface SessionSummary {
+  id: string;
+  client: string | null;
+  createdAt: number;
+  /** When its newest token was minted; null while it has only the login's. */
+  lastRenewedAt: number | null;
+}
+
+export interface EventPage {
+  events: StoredEvent[];
+  /** Pass as `before` for the next (older) page; null on the last page. */
+  next: number | null;
+}

@@ -5,7 +5,8 @@
  */
 import { base64url, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { type AccessTokenClaims, accessTokenClaims } from '../../src/tokens/claims';
+import { accessTokenClaims } from '../../src/sessions/claims';
+import type { AccessTokenClaims } from '../../src/tokens/claims';
 import { isLowS, toLowS } from '../../packages/verify/src/tokens/ecdsa';
 import { type Keyring, keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
