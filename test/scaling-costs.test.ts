@@ -235,7 +235,7 @@ describe('the cost of one operation', () => {
     const { token } = await loggedIn(email);
     const { response, tally } = await counted(post('/auth/logout', { token }));
     expect(response.status).toBe(204);
-    expect(tally.objectCalls).toEqual(['logout']);
+    expect(tally.objectCalls).toEqual(['endSession']);
     expect(tally.worker).toEqual(emptyD1());
     expect(tally.authority).toEqual({ roundTrips: 1, reads: 0, writes: 1, rowsRead: 1, rowsWritten: 1 });
   });

@@ -7,17 +7,21 @@ import { deliver, keepPruning, retryLater, sendToDirectory } from './delivery';
 import { type AuthorityResult, done, failed, type Reauthentication, type TokenGrant } from './results';
 import { replacePassword } from './sign-in';
 
-/** See `UserAuthority.changePassword`. */
-export async function changePassword(
-  authority: AuthorityContext,
-  input: {
-    userId: string;
-    sessionId: string;
-    checkedPasswordHash: string;
-    newPasswordHash: string;
-    throttleKey: { email: string; clientIp: string };
-  },
-): Promise<AuthorityResult<TokenGrant>> {
+/** What the Worker checked of a password change (`UserAuthority.changePassword`). */
+export interface PasswordChange {
+  userId: string;
+  sessionId: string;
+  checkedPasswordHash: string;
+  newPasswordHash: string;
+  throttleKey: { email: string; clientIp: string };
+}
+
+/**
+ * Replaces the password, revokes every session, and opens a fresh one for the person who changed
+ * it, labelled like the session they changed it from. The caller's session must still be live
+ * here, whatever D1's mirror said to the strict check.
+ */
+export async function changePassword(authority: AuthorityContext, input: PasswordChange): Promise<AuthorityResult<TokenGrant>> {
   const { records, directory } = authority;
   // Read before revoking anything: a hash that changed since the Worker checked it refuses
   // the change without signing anyone out.
@@ -49,7 +53,16 @@ export async function changePassword(
   return grant ? { ok: true, value: grant } : failed('invalid_credentials');
 }
 
-/** See `UserAuthority.resetPassword`. */
+/**
+ * POST /auth/password/reset: the password of the account whose reset link was followed is
+ * replaced exactly as a change replaces it (every session revoked, a fresh one opened for the
+ * person who followed the link), and the link is consumed in the same D1 transaction. Following
+ * the link proves the mailbox, so the email counts as verified from then on.
+ *
+ * The link is read again here, inside this object's turn, before anything is revoked: two
+ * requests with one link (a double click) are one at a time here, and the second finds the link
+ * used and changes nothing, rather than signing out the session the first one opened.
+ */
 export async function resetPassword(
   authority: AuthorityContext,
   input: { userId: string; tokenHash: string; newPasswordHash: string; client: string | null },
@@ -80,7 +93,10 @@ export async function resetPassword(
   return { ok: true, value: grant };
 }
 
-/** See `UserAuthority.markEmailVerified`. */
+/**
+ * POST /auth/email/verify: D1 consumes the link and marks the email verified, guarded, in one
+ * transaction; then this object records it, so the user's next tokens say `email_verified`.
+ */
 export async function markEmailVerified(
   authority: AuthorityContext,
   input: { userId: string; tokenHash: string },
@@ -108,7 +124,11 @@ export async function markEmailVerified(
   return done;
 }
 
-/** See `UserAuthority.clearLockout`. */
+/**
+ * An operator clears the user's login lockout: D1 forgets the failed logins counted against the
+ * user's email from every client address. Logged as `lockout_cleared` (with how many addresses
+ * it freed) when there was anything to clear, so the user learns that guessing may resume.
+ */
 export async function clearLockout(
   authority: AuthorityContext,
   input: { userId: string },
@@ -122,7 +142,19 @@ export async function clearLockout(
   return { ok: true, value: { clearedAddresses: cleared } };
 }
 
-/** See `UserAuthority.deleteAccount`. */
+/**
+ * DELETE /auth/account: everything of the user goes, in D1 and here, for a live session of
+ * theirs that proved the password or a passkey again.
+ *
+ * The order is what keeps an interrupted deletion safe (docs/SECURITY.md). First, in one
+ * transaction here, every session is revoked (`revoked_before = now`: this object, which alone
+ * decides renewals, renews none of them again) and the deletion of the user's D1 rows is queued
+ * in the outbox. Then D1 deletes them in one transaction: the strict check, sign-ins, links and
+ * passkeys find no user from then on. Only then does this object erase its storage and alarm.
+ * A crash or a D1 failure between the steps leaves the deletion owed: the alarm (set before D1
+ * is called) or the request's retry delivers it, and whichever operation delivers it erases the
+ * records with it (user-records/outbox.ts, `delivered`). No step can leave a token able to renew.
+ */
 export async function deleteAccount(
   authority: AuthorityContext,
   input: { userId: string; sessionId: string; proof: Reauthentication },

@@ -63,7 +63,19 @@ export async function register(
   return { ok: true, value: { grant: await grant(authority, bound.value.session, bound.value.at), challenge: bound.value.challenge } };
 }
 
-/** See `UserAuthority.refreshDbsc`. */
+/**
+ * The browser's refresh of a DBSC-bound session (`POST /auth/dbsc/refresh`), which names the
+ * session and usually carries no token: the proof of the session's key is the credential.
+ * - The session unknown, not bound through DBSC, or over (revoked, expired, idle): `end`, and
+ *   nothing is written.
+ * - No proof, a proof not by the session's key, or over a challenge that is not a live one of
+ *   this session: `challenge`, a fresh one to sign. A proof by another key is logged as
+ *   `proof_failed` (coalesced); a used or lapsed challenge is what a browser resending its last
+ *   proof looks like, and is not.
+ * - A valid proof: its challenge is used up and the renewal rules apply to the session as it
+ *   stands, at its current generation, in one transaction: `refreshed`, with the next token and
+ *   a challenge sent ahead for the refresh after.
+ */
 export async function refresh(
   authority: AuthorityContext,
   input: { userId: string; sessionId: string; proof: string | null },

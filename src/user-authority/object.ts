@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { configFrom } from '../config';
 import type { DbscPublicKey } from '../dbsc/proof';
 import { StorageUnavailableError } from '../errors';
-import type { EventDetail, NewPasskey, PasskeyDeviceType, PasskeyRecord } from '../storage/records';
+import type { NewPasskey, PasskeyRecord } from '../storage/records';
 import { Store } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
 import type { AccessTokenClaims } from '../tokens/claims';
@@ -24,7 +24,7 @@ import {
   type TokenGrant,
 } from './results';
 import * as sessions from './sessions';
-import { openSession, passkeyLogin, passwordLogin } from './sign-in';
+import { type PasskeyLogin, type PasswordLogin, signInWithPasskey, signInWithPassword } from './sign-in';
 
 /**
  * The per-user authority: one instance per user (`idFromName(userId)`). It owns that user's hot
@@ -81,19 +81,8 @@ export class UserAuthority extends DurableObject<Env> {
    * first, and only if the hash it checked is still the user's (a password change in between
    * refuses the login); then this object records the session.
    */
-  login(input: {
-    userId: string;
-    checkedPasswordHash: string;
-    upgradedPasswordHash: string | null;
-    client: string | null;
-    throttleKey: { email: string; clientIp: string };
-    /** The login's DPoP proof, verified by the Worker: the new session is bound to its key. */
-    dpop: ProofOfPossession | null;
-    emailVerified: boolean;
-  }): Promise<AuthorityResult<TokenGrant>> {
-    const { userId, client, dpop, emailVerified } = input;
-    const opening = { userId, client, detail: client === null ? null : { client }, dpop, emailVerified };
-    return this.#exclusive(() => openSession(this.#authority, opening, passwordLogin(this.#authority, input)));
+  login(input: PasswordLogin): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(() => signInWithPassword(this.#authority, input));
   }
 
   /**
@@ -102,21 +91,8 @@ export class UserAuthority extends DurableObject<Env> {
    * D1 records the mirror row first, only if the passkey is still the user's and the counter
    * presented is above the stored one; one that is not is logged as `passkey_counter_regressed`.
    */
-  loginWithPasskey(input: {
-    userId: string;
-    passkeyId: string;
-    counter: number;
-    deviceType: PasskeyDeviceType;
-    backedUp: boolean;
-    userVerified: boolean;
-    client: string | null;
-    /** The sign-in's DPoP proof, verified by the Worker: the new session is bound to its key. */
-    dpop: ProofOfPossession | null;
-  }): Promise<AuthorityResult<TokenGrant>> {
-    const detail: EventDetail = { method: 'passkey', passkey_id: input.passkeyId, user_verified: input.userVerified };
-    if (input.client !== null) detail.client = input.client;
-    const opening = { userId: input.userId, client: input.client, detail, dpop: input.dpop, emailVerified: false };
-    return this.#exclusive(() => openSession(this.#authority, opening, passkeyLogin(this.#authority, input)));
+  loginWithPasskey(input: PasskeyLogin): Promise<AuthorityResult<TokenGrant>> {
+    return this.#exclusive(() => signInWithPasskey(this.#authority, input));
   }
 
   // ---- passkeys ----------------------------------------------------------------------------
@@ -202,13 +178,7 @@ export class UserAuthority extends DurableObject<Env> {
     return this.#authority.transaction(() => dbsc.offerRegistration(this.#authority, input));
   }
 
-  /**
-   * Binds the session of `token` (the cookie the registration came with, verified by the Worker)
-   * to the DBSC key of a registration proof the Worker verified, once its challenge is found to be
-   * one issued for this session, unused and unexpired; it is used up. Only the session's current
-   * token may bind it, and a binding never changes. Answers the current token again (its cookie
-   * now lives only as long as the token) and a challenge for the first refresh.
-   */
+  /** Binds the token's session to a DBSC key the Worker verified, once (dbsc.ts, `register`). */
   registerDbsc(input: {
     token: AccessTokenClaims;
     proof: { jti: string; key: DbscPublicKey; jkt: string };
@@ -216,84 +186,34 @@ export class UserAuthority extends DurableObject<Env> {
     return dbsc.register(this.#authority, input);
   }
 
-  /**
-   * The browser's refresh of a DBSC-bound session (`POST /auth/dbsc/refresh`), which names the
-   * session and usually carries no token: the proof of the session's key is the credential.
-   * - The session unknown, not bound through DBSC, or over (revoked, expired, idle): `end`, and
-   *   nothing is written.
-   * - No proof, a proof not by the session's key, or over a challenge that is not a live one of
-   *   this session: `challenge`, a fresh one to sign. A proof by another key is logged as
-   *   `proof_failed` (coalesced); a used or lapsed challenge is what a browser resending its last
-   *   proof looks like, and is not.
-   * - A valid proof: its challenge is used up and the renewal rules apply to the session as it
-   *   stands, at its current generation, in one transaction: `refreshed`, with the next token and
-   *   a challenge sent ahead for the refresh after.
-   */
+  /** The browser's refresh of a DBSC-bound session: `end`, `challenge` or `refreshed` (dbsc.ts). */
   refreshDbsc(input: { userId: string; sessionId: string; proof: string | null }): Promise<DbscRefreshOutcome> {
     return dbsc.refresh(this.#authority, input);
   }
 
   // ---- the account -------------------------------------------------------------------------
 
-  /**
-   * Replaces the password, revokes every session, and opens a fresh one for the person who changed
-   * it, labelled like the session they changed it from. The caller's session must still be live
-   * here, whatever D1's mirror said to the strict check.
-   */
-  changePassword(input: {
-    userId: string;
-    sessionId: string;
-    checkedPasswordHash: string;
-    newPasswordHash: string;
-    throttleKey: { email: string; clientIp: string };
-  }): Promise<AuthorityResult<TokenGrant>> {
+  /** A new password and a fresh session; every other session revoked (account.ts). */
+  changePassword(input: account.PasswordChange): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(() => account.changePassword(this.#authority, input));
   }
 
-  /**
-   * POST /auth/password/reset: the password of the account whose reset link was followed is
-   * replaced exactly as a change replaces it (every session revoked, a fresh one opened for the
-   * person who followed the link), and the link is consumed in the same D1 transaction. Following
-   * the link proves the mailbox, so the email counts as verified from then on.
-   *
-   * The link is read again here, inside this object's turn, before anything is revoked: two
-   * requests with one link (a double click) are one at a time here, and the second finds the link
-   * used and changes nothing, rather than signing out the session the first one opened.
-   */
+  /** POST /auth/password/reset: a password change by emailed link (account.ts). */
   resetPassword(input: { userId: string; tokenHash: string; newPasswordHash: string; client: string | null }): Promise<AuthorityResult<TokenGrant>> {
     return this.#exclusive(() => account.resetPassword(this.#authority, input));
   }
 
-  /**
-   * POST /auth/email/verify: D1 consumes the link and marks the email verified, guarded, in one
-   * transaction; then this object records it, so the user's next tokens say `email_verified`.
-   */
+  /** POST /auth/email/verify (account.ts). */
   markEmailVerified(input: { userId: string; tokenHash: string }): Promise<AuthorityResult<null>> {
     return this.#exclusive(() => account.markEmailVerified(this.#authority, input));
   }
 
-  /**
-   * An operator clears the user's login lockout: D1 forgets the failed logins counted against the
-   * user's email from every client address. Logged as `lockout_cleared` (with how many addresses
-   * it freed) when there was anything to clear, so the user learns that guessing may resume.
-   */
+  /** An operator clears the user's login lockout (account.ts). */
   clearLockout(input: { userId: string }): Promise<AuthorityResult<{ clearedAddresses: number }>> {
     return this.#exclusive(() => account.clearLockout(this.#authority, input));
   }
 
-  /**
-   * DELETE /auth/account: everything of the user goes, in D1 and here, for a live session of
-   * theirs that proved the password or a passkey again.
-   *
-   * The order is what keeps an interrupted deletion safe (docs/SECURITY.md). First, in one
-   * transaction here, every session is revoked (`revoked_before = now`: this object, which alone
-   * decides renewals, renews none of them again) and the deletion of the user's D1 rows is queued
-   * in the outbox. Then D1 deletes them in one transaction: the strict check, sign-ins, links and
-   * passkeys find no user from then on. Only then does this object erase its storage and alarm.
-   * A crash or a D1 failure between the steps leaves the deletion owed: the alarm (set before D1
-   * is called) or the request's retry delivers it, and whichever operation delivers it erases the
-   * records with it (user-records/outbox.ts, `delivered`). No step can leave a token able to renew.
-   */
+  /** DELETE /auth/account, in the order that keeps an interrupted deletion safe (account.ts). */
   deleteAccount(input: { userId: string; sessionId: string; proof: Reauthentication }): Promise<AuthorityResult<null>> {
     return this.#exclusive(() => account.deleteAccount(this.#authority, input));
   }

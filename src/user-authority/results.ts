@@ -50,7 +50,7 @@ export interface ProofOfPossession {
 /** Why a DBSC refresh ends the browser's session. */
 export type DbscEndCode = 'session_revoked' | 'session_expired' | 'session_inactive';
 
-/** What a DBSC refresh comes to (see `UserAuthority.refreshDbsc`). */
+/** What a DBSC refresh comes to (dbsc.ts, `refresh`). */
 export type DbscRefreshOutcome =
   /** The session cannot be refreshed (unknown, not bound through DBSC, or over): the browser ends it. */
   | { kind: 'end'; code: DbscEndCode }

@@ -22,7 +22,7 @@ function openedSession(authority: AuthorityContext, userId: string, client: stri
  * to the login proof's key, if one came), move `last_login_at` (the user proved their
  * credentials: PROTOCOL.md rule 7) and log `login`. A refusal may name an event to log instead.
  */
-export async function openSession(
+async function openSession(
   authority: AuthorityContext,
   input: { userId: string; client: string | null; detail: EventDetail | null; dpop: ProofOfPossession | null; emailVerified: boolean },
   record: (pending: readonly DirectoryWrite[], session: SessionRecord) => Promise<Recorded>,
@@ -58,16 +58,23 @@ export async function openSession(
   return { ok: true, value: await grant(authority, session, at) };
 }
 
-/** A password login's D1 write: the mirror row, only if the hash the Worker checked is still the user's. */
-export function passwordLogin(
-  authority: AuthorityContext,
-  input: {
-    checkedPasswordHash: string;
-    upgradedPasswordHash: string | null;
-    throttleKey: { email: string; clientIp: string };
-  },
-): (pending: readonly DirectoryWrite[], session: SessionRecord) => Promise<Recorded> {
-  return async (pending, session) => ({
+/** What the Worker checked of a password login (`UserAuthority.login`). */
+export interface PasswordLogin {
+  userId: string;
+  checkedPasswordHash: string;
+  upgradedPasswordHash: string | null;
+  client: string | null;
+  throttleKey: { email: string; clientIp: string };
+  /** The login's DPoP proof, verified by the Worker: the new session is bound to its key. */
+  dpop: ProofOfPossession | null;
+  emailVerified: boolean;
+}
+
+/** A password login: D1's mirror row only if the hash the Worker checked is still the user's. */
+export function signInWithPassword(authority: AuthorityContext, input: PasswordLogin): Promise<AuthorityResult<TokenGrant>> {
+  const { userId, client, dpop, emailVerified } = input;
+  const opening = { userId, client, detail: client === null ? null : { client }, dpop, emailVerified };
+  return openSession(authority, opening, async (pending, session) => ({
     opened: await authority.directory.recordLogin({
       pending,
       session,
@@ -76,19 +83,31 @@ export function passwordLogin(
       throttleKey: input.throttleKey,
     }),
     refusal: null,
-  });
+  }));
+}
+
+/** What the Worker verified of a passkey sign-in (`UserAuthority.loginWithPasskey`). */
+export interface PasskeyLogin {
+  userId: string;
+  passkeyId: string;
+  counter: number;
+  deviceType: PasskeyDeviceType;
+  backedUp: boolean;
+  userVerified: boolean;
+  client: string | null;
+  /** The sign-in's DPoP proof, verified by the Worker: the new session is bound to its key. */
+  dpop: ProofOfPossession | null;
 }
 
 /**
- * A passkey sign-in's D1 write: the mirror row, only if the passkey is still the user's and the
- * signature counter presented is above the stored one; one that is not is logged as
- * `passkey_counter_regressed`.
+ * A passkey sign-in: D1's mirror row only if the passkey is still the user's and the signature
+ * counter presented is above the stored one; one that is not is logged as `passkey_counter_regressed`.
  */
-export function passkeyLogin(
-  authority: AuthorityContext,
-  input: { passkeyId: string; counter: number; deviceType: PasskeyDeviceType; backedUp: boolean },
-): (pending: readonly DirectoryWrite[], session: SessionRecord) => Promise<Recorded> {
-  return async (pending, session) => {
+export function signInWithPasskey(authority: AuthorityContext, input: PasskeyLogin): Promise<AuthorityResult<TokenGrant>> {
+  const detail: EventDetail = { method: 'passkey', passkey_id: input.passkeyId, user_verified: input.userVerified };
+  if (input.client !== null) detail.client = input.client;
+  const opening = { userId: input.userId, client: input.client, detail, dpop: input.dpop, emailVerified: false };
+  return openSession(authority, opening, async (pending, session) => {
     const recorded = await authority.directory.recordPasskeyLogin({
       pending,
       session,
@@ -111,7 +130,7 @@ export function passkeyLogin(
           },
         };
     }
-  };
+  });
 }
 
 /**
