@@ -139,7 +139,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims, proof } = await presentedCredential(c, { allowExpired: true });
     const scheme = proof ? 'DPoP' : 'Bearer';
     if (now() - claims.exp * 1000 > c.var.config.renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
-    await callAuthority(() => c.var.authority(claims.sub).logout(claims, proof ?? null), { scheme });
+    await callAuthority(() => c.var.authority(claims.sub).endSession({ token: claims, proof: proof ?? null }), { scheme });
     clearTokenCookieIfPresented(c);
     return c.body(null, 204);
   })
@@ -194,7 +194,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims } = c.get('caller');
     const sessionId = c.req.param('id');
     if (sessionId.length > 128) throw new ApiError('not_found');
-    await callAuthority(() => c.var.authority(claims.sub).revokeSession({ userId: claims.sub, sessionId }));
+    await callAuthority(() => c.var.authority(claims.sub).endSession({ userId: claims.sub, sessionId }));
     if (sessionId === claims.sid) clearTokenCookieIfPresented(c);
     return c.body(null, 204);
   })

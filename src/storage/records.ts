@@ -1,4 +1,4 @@
-import type { SessionRecord } from '../renewal/decide';
+import type { SessionRecord } from '../sessions/decide';
 
 export type SecurityEventType =
   | 'login'
