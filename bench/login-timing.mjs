@@ -14,7 +14,7 @@ const PASSWORD = 'correct horse battery staple';
 
 // Failures never lock anything out here: the throttle is tested elsewhere, and a 429 costs no hash.
 // Every request comes from one address, one at a time: the per-address limit would refuse all but
-// 30 a minute, and the hash budget would add its waits to both kinds alike (test/login-storm.test.ts
+// 30 a minute, and the hash budget would add its waits to both kinds alike (test/worker/login-storm.test.ts
 // proves it treats them alike); both test-only switches are off, so what is timed is the work.
 const server = await startServer({
   port: Number(process.env.LATCHKEY_BENCH_PORT ?? 8812),
