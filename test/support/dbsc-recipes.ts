@@ -8,21 +8,32 @@
  * case's changes, signs as the case says (by default with the session's key, so the change is the
  * only thing wrong), and transforms the finished proof if asked.
  */
-import { base64url, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { base64url, decodeProtectedHeader, type JWK } from 'jose';
 import type { DbscAlgorithm } from '../../src/dbsc/algorithms';
 import { challengeLifetimeMs, type DbscChallenge, newChallenge } from '../../src/dbsc/challenges';
 import { DBSC_HEADERS, DBSC_REFRESH_PATH, DBSC_REGISTRATION_PATH } from '../../src/dbsc/headers';
 import { type DbscPublicKey, publicDbscJwk } from '../../src/dbsc/proof';
 import corpusText from '../security/dbsc-proofs.json?raw';
-
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type Changes = { merge: Record<string, Json> };
+import {
+  type CorpusKeys,
+  compactJws,
+  computed,
+  corpusJwks,
+  described,
+  ECDSA_P256,
+  type Json,
+  type KeyPair,
+  makeCorpusKeys,
+  merged,
+  PKCS1,
+  type RecipeCase,
+  signAs,
+  transformed,
+} from './proof-recipes';
 
 export type ChallengeState = 'live' | 'used' | 'expired' | 'ahead-last-moment' | 'other-session' | 'never-issued';
 
-export interface DbscProofCase {
-  name: string;
-  why?: string;
+export interface DbscProofCase extends RecipeCase {
   use: 'registration' | 'refresh';
   /** The session's key: what registers, or what was registered. Default p256. */
   key?: 'p256' | 'rsa';
@@ -32,15 +43,6 @@ export interface DbscProofCase {
   challenge?: ChallengeState;
   /** A proof Chromium sent, used as it is (with its own key and challenge). */
   recorded?: 'registration' | 'refresh';
-  header?: Changes;
-  claims?: Changes;
-  claimsText?: string;
-  sign?: string;
-  transform?: string;
-  /** The proof is accepted once first, and the case is its second use. */
-  replay?: boolean;
-  /** The refusal reason (refused cases only). */
-  expect?: string;
 }
 
 export const dbscCorpus = JSON.parse(corpusText) as {
@@ -55,46 +57,23 @@ export const SESSION_B = 'session-b';
 
 const ORIGIN = 'https://latchkey.test';
 
-interface Pair {
-  privateKey: CryptoKey;
-  publicJwk: JWK;
-}
-
-export interface DbscKeys {
-  p256: Pair;
-  rsa: Pair;
-  other: Pair;
-  ed25519: Pair;
-  p384: Pair;
-  rsa1024: Pair;
-  p256Private: JWK;
-}
-
-async function pair(alg: string, options: { modulusLength?: number } = {}): Promise<Pair> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, ...options });
-  return { privateKey, publicJwk: await exportJWK(publicKey) };
+export interface DbscKeys extends CorpusKeys {
+  rsa1024: KeyPair;
 }
 
 /** RSA below 2048 bits, which jose will not make: straight from WebCrypto. */
-async function rsa1024(): Promise<Pair> {
+async function rsa1024(): Promise<KeyPair> {
   const { privateKey, publicKey } = (await crypto.subtle.generateKey(
     { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
     true,
     ['sign', 'verify'],
   )) as CryptoKeyPair;
-  return { privateKey, publicJwk: await exportJWK(publicKey) };
+  return described(privateKey, publicKey);
 }
 
 export async function makeDbscKeys(): Promise<DbscKeys> {
-  const [p256, rsa, other, ed25519, p384, small] = await Promise.all([
-    pair('ES256'),
-    pair('RS256', { modulusLength: 2048 }),
-    pair('ES256'),
-    pair('EdDSA'),
-    pair('ES384'),
-    rsa1024(),
-  ]);
-  return { p256, rsa, other, ed25519, p384, rsa1024: small, p256Private: await exportJWK(p256.privateKey) };
+  const [keys, small] = await Promise.all([makeCorpusKeys(), rsa1024()]);
+  return { ...keys, rsa1024: small };
 }
 
 /** What a case becomes: the request, and the state it meets. */
@@ -148,112 +127,29 @@ function challengesFor(state: ChallengeState, nowMs: number, ttlSeconds: number)
   }
 }
 
-async function computed(value: Json, keys: DbscKeys, nowSeconds: number): Promise<Json> {
-  if (Array.isArray(value)) return Promise.all(value.map((item) => computed(item, keys, nowSeconds)));
-  if (value === null || typeof value !== 'object') return value;
-  if ('$now' in value) return nowSeconds + (value.$now as number);
-  if ('$repeat' in value) {
-    const [text, times] = value.$repeat as [string, number];
-    return text.repeat(times);
-  }
-  if ('$padModulus' in value) {
+/** A case's value with its computed parts; `{ $padModulus: bytes }` is rsa1024's modulus, zero-padded. */
+function compute(value: Json, keys: DbscKeys, nowSeconds: number): Promise<Json> {
+  const jwks = { ...corpusJwks(keys, 'session'), rsa1024: keys.rsa1024.publicJwk };
+  return computed(value, nowSeconds, jwks, 'dbsc', (special) => {
+    if (!('$padModulus' in special)) return undefined;
     const n = base64url.decode(keys.rsa1024.publicJwk.n as string);
-    const padded = new Uint8Array(value.$padModulus as number);
+    const padded = new Uint8Array(special.$padModulus as number);
     padded.set(n, padded.length - n.length);
-    return base64url.encode(padded);
-  }
-  if ('$jwk' in value) {
-    const { $jwk: name, ...extra } = value;
-    const jwks: Record<string, JWK> = {
-      session: keys.p256.publicJwk,
-      rsa: keys.rsa.publicJwk,
-      other: keys.other.publicJwk,
-      ed25519: keys.ed25519.publicJwk,
-      p384: keys.p384.publicJwk,
-      rsa1024: keys.rsa1024.publicJwk,
-      'session-private': keys.p256Private,
-      oct: { kty: 'oct', k: keys.p256.publicJwk.x as string },
-    };
-    const jwk = jwks[name as string];
-    if (!jwk) throw new Error(`dbsc corpus: unknown key ${String(name)}`);
-    const out: Record<string, Json> = { ...(jwk as Record<string, Json>) };
-    for (const [key, inner] of Object.entries(extra)) out[key] = await computed(inner, keys, nowSeconds);
-    return out;
-  }
-  const out: Record<string, Json> = {};
-  for (const [key, inner] of Object.entries(value)) out[key] = await computed(inner, keys, nowSeconds);
-  return out;
+    return Promise.resolve(base64url.encode(padded));
+  });
 }
 
-async function merged(base: Record<string, Json>, changes: Changes | undefined, compute: (value: Json) => Promise<Json>) {
-  const out = { ...base };
-  for (const [name, change] of Object.entries(changes?.merge ?? {})) {
-    if (change === null) delete out[name];
-    else out[name] = await compute(change);
-  }
-  return out;
-}
-
-const ECDSA = { name: 'ECDSA', hash: 'SHA-256' };
-const PKCS1 = { name: 'RSASSA-PKCS1-v1_5' };
-
-async function signWith(how: string, keys: DbscKeys, sessionKey: 'p256' | 'rsa', input: Uint8Array): Promise<Uint8Array> {
-  const sign = async (algorithm: Parameters<SubtleCrypto['sign']>[0], key: CryptoKey) =>
-    new Uint8Array(await crypto.subtle.sign(algorithm, key, input));
-  switch (how) {
-    case 'session-key':
-      return sessionKey === 'rsa' ? sign(PKCS1, keys.rsa.privateKey) : sign(ECDSA, keys.p256.privateKey);
-    case 'other-key':
-      return sign(ECDSA, keys.other.privateKey);
-    case 'rsa-key':
-      return sign(PKCS1, keys.rsa.privateKey);
-    case 'rsa1024-key':
-      return sign(PKCS1, keys.rsa1024.privateKey);
-    case 'ed25519-key':
-      return sign({ name: 'Ed25519' }, keys.ed25519.privateKey);
-    case 'p384-key':
-      return sign({ name: 'ECDSA', hash: 'SHA-384' }, keys.p384.privateKey);
-    case 'rsa-pss': {
+function signWith(how: string, keys: DbscKeys, sessionKey: 'p256' | 'rsa', input: Uint8Array): Promise<Uint8Array> {
+  return signAs(how, keys, input, 'dbsc', {
+    'session-key': (sign) => (sessionKey === 'rsa' ? sign(PKCS1, keys.rsa.privateKey) : sign(ECDSA_P256, keys.p256.privateKey)),
+    'rsa1024-key': (sign) => sign(PKCS1, keys.rsa1024.privateKey),
+    'rsa-pss': async (sign) => {
       const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.rsa.privateKey);
       const pss = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'RSA-PSS', hash: 'SHA-256' }, false, ['sign']);
       return sign({ name: 'RSA-PSS', saltLength: 32 }, pss);
-    }
-    case 'none':
-      return new Uint8Array(0);
-    case 'zero-ecdsa':
-      return new Uint8Array(64);
-    case 'hmac-with-jwk-x': {
-      const secret = base64url.decode(keys.p256.publicJwk.x as string);
-      const key = await crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-      return sign('HMAC', key);
-    }
-    default:
-      throw new Error(`dbsc corpus: unknown signing instruction ${how}`);
-  }
+    },
+  });
 }
-
-const TRANSFORMS: Record<string, (proof: string, other: string) => string> = {
-  'drop-signature-segment': (proof) => proof.split('.').slice(0, 2).join('.'),
-  'append-segment': (proof) => `${proof}.${proof.split('.')[2]}`,
-  'pad-segments': (proof) => proof.split('.').map((segment) => `${segment}==`).join('.'),
-  'garble-header': (proof) => `${base64url.encode('{"typ":"dbsc+jwt",')}.${proof.split('.').slice(1).join('.')}`,
-  'flip-signature-bit': (proof) => {
-    const [h, p, s] = proof.split('.') as [string, string, string];
-    const bytes = base64url.decode(s);
-    bytes[5] = (bytes[5] as number) ^ 0x01;
-    return `${h}.${p}.${base64url.encode(bytes)}`;
-  },
-  'truncate-signature': (proof) => {
-    const [h, p, s] = proof.split('.') as [string, string, string];
-    return `${h}.${p}.${base64url.encode(base64url.decode(s).slice(0, 32))}`;
-  },
-  'swap-in-other-claims': (proof, other) => {
-    const [h, , s] = proof.split('.') as [string, string, string];
-    return `${h}.${other.split('.')[1]}.${s}`;
-  },
-};
-
-const utf8 = new TextEncoder();
 
 /** The `jti` of a compact JWS, read without verifying (for recorded proofs). */
 function jtiOf(proof: string): string {
@@ -284,20 +180,14 @@ export async function materialize(testCase: DbscProofCase, keys: DbscKeys, nowMs
     live = [...live, signed];
     jti = signed.value;
   } else {
-    const compute = (value: Json) => computed(value, keys, nowSeconds);
+    const computeValue = (value: Json) => compute(value, keys, nowSeconds);
     const baseHeader: Record<string, Json> = { alg, typ: 'dbsc+jwt' };
     if (testCase.use === 'registration') baseHeader.jwk = keys[sessionKey].publicJwk as Record<string, Json>;
-    const header = await merged(baseHeader, testCase.header, compute);
-    const claims = await merged({ jti }, testCase.claims, compute);
-    const claimsBytes = utf8.encode(testCase.claimsText ?? JSON.stringify(claims));
-    const input = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(claimsBytes)}`;
-    const signature = await signWith(testCase.sign ?? 'session-key', keys, sessionKey, utf8.encode(input));
-    proof = `${input}.${base64url.encode(signature)}`;
+    const header = await merged(baseHeader, testCase.header, computeValue);
+    const claims = await merged({ jti }, testCase.claims, computeValue);
+    proof = await compactJws(header, claims, testCase.claimsText, (input) => signWith(testCase.sign ?? 'session-key', keys, sessionKey, input));
     if (testCase.transform !== undefined) {
-      const transform = TRANSFORMS[testCase.transform];
-      if (!transform) throw new Error(`dbsc corpus: unknown transform ${testCase.transform}`);
-      const otherClaims = base64url.encode(JSON.stringify({ ...claims, jti: live[0]?.value ?? 'x' }));
-      proof = transform(proof, `x.${otherClaims}.x`);
+      proof = transformed(proof, testCase.transform, { ...claims, jti: live[0]?.value ?? 'x' }, 'dbsc+jwt', 'dbsc');
     }
   }
 

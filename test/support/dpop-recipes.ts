@@ -7,17 +7,25 @@
  * case's changes, signs as the case says (by default with the bound key, so the change is the only
  * thing wrong), and transforms the finished proof if asked.
  */
-import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { generateProof } from 'dpop';
 import { accessTokenHash } from '../../packages/verify/src/dpop/proof';
 import proofsText from '../security/dpop-proofs.json?raw';
+import {
+  type CorpusKeys,
+  compactJws,
+  computed,
+  corpusJwks,
+  ECDSA_P256,
+  type Json,
+  type KeyPair,
+  makeCorpusKeys,
+  merged,
+  type RecipeCase,
+  signAs,
+  transformed,
+} from './proof-recipes';
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type Changes = { merge: Record<string, Json> };
-
-export interface ProofCase {
-  name: string;
-  why?: string;
+export interface ProofCase extends RecipeCase {
   /** How the token is presented. Default DPoP. */
   authorization?: 'DPoP' | 'Bearer' | 'cookie';
   /** Which token. Default bound (to the proof key, or to `key`). */
@@ -27,16 +35,6 @@ export interface ProofCase {
   /** null: no DPoP header. Default: the recipe's proof. */
   dpop?: null | { raw: string } | { twice: true };
   builder?: 'dpop-package' | 'dpop-package-ed25519';
-  header?: Changes;
-  claims?: Changes;
-  /** The claims segment as this exact text. */
-  claimsText?: string;
-  sign?: string;
-  transform?: string;
-  /** The proof is accepted once first, and the case is its second use. */
-  replay?: boolean;
-  /** The refusal reason (refused cases only). */
-  expect?: string;
   /** The wire code, where not invalid_dpop_proof. */
   code?: string;
 }
@@ -47,40 +45,10 @@ export const proofCorpus = JSON.parse(proofsText) as {
   accepted: ProofCase[];
 };
 
-interface Pair {
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
-  publicJwk: JWK;
-  jkt: string;
-}
-
 /** The keys a case can name, made once per test file. */
-export interface ProofKeys {
-  p256: Pair;
-  ed25519: Pair;
-  other: Pair;
-  rsa: Pair;
-  p384: Pair;
-  /** The private JWK of `p256`, for the case that leaks it. */
-  p256Private: JWK;
-}
+export type ProofKeys = CorpusKeys;
 
-async function pair(alg: string, options: { modulusLength?: number } = {}): Promise<Pair> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, ...options });
-  const publicJwk = await exportJWK(publicKey);
-  return { privateKey, publicKey, publicJwk, jkt: await calculateJwkThumbprint(publicJwk) };
-}
-
-export async function makeProofKeys(): Promise<ProofKeys> {
-  const [p256, ed25519, other, rsa, p384] = await Promise.all([
-    pair('ES256'),
-    pair('EdDSA'),
-    pair('ES256'),
-    pair('RS256', { modulusLength: 2048 }),
-    pair('ES384'),
-  ]);
-  return { p256, ed25519, other, rsa, p384, p256Private: await exportJWK(p256.privateKey) };
-}
+export const makeProofKeys = makeCorpusKeys;
 
 /** The tokens a case can carry: one bound to each key, one unbound, one that is none of them. */
 export interface ProofTokens {
@@ -98,104 +66,26 @@ export interface MaterializedCase {
   dpop: string[];
 }
 
-const utf8 = new TextEncoder();
-
 /** The key a case's token is bound to and its proof is made with. */
-function caseKey(keys: ProofKeys, testCase: ProofCase): Pair {
+function caseKey(keys: ProofKeys, testCase: ProofCase): KeyPair {
   return testCase.key === 'ed25519' || testCase.builder === 'dpop-package-ed25519' ? keys.ed25519 : keys.p256;
 }
 
-async function computed(value: Json, keys: ProofKeys, tokens: { bound: string; other: string; unbound: string }, nowSeconds: number): Promise<Json> {
-  if (Array.isArray(value)) return Promise.all(value.map((item) => computed(item, keys, tokens, nowSeconds)));
-  if (value === null || typeof value !== 'object') return value;
-  if ('$now' in value) return nowSeconds + (value.$now as number);
-  if ('$repeat' in value) {
-    const [text, times] = value.$repeat as [string, number];
-    return text.repeat(times);
-  }
-  if ('$ath' in value) {
-    const which = value.$ath as 'token' | 'other' | 'unbound';
+/** A case's value with its computed parts; `{ $ath: which, pad? }` is the hash of a token. */
+function compute(value: Json, keys: ProofKeys, tokens: { bound: string; other: string; unbound: string }, nowSeconds: number): Promise<Json> {
+  return computed(value, nowSeconds, corpusJwks(keys, 'proof'), 'dpop', (special) => {
+    if (!('$ath' in special)) return undefined;
+    const which = special.$ath as 'token' | 'other' | 'unbound';
     const token = which === 'token' ? tokens.bound : which === 'other' ? tokens.other : tokens.unbound;
-    return (await accessTokenHash(token)) + ((value.pad as string | undefined) ?? '');
-  }
-  if ('$jwk' in value) {
-    const { $jwk: name, ...extra } = value;
-    const jwks: Record<string, JWK> = {
-      proof: keys.p256.publicJwk,
-      other: keys.other.publicJwk,
-      ed25519: keys.ed25519.publicJwk,
-      rsa: keys.rsa.publicJwk,
-      p384: keys.p384.publicJwk,
-      'proof-private': keys.p256Private,
-      oct: { kty: 'oct', k: keys.p256.publicJwk.x as string },
-    };
-    const jwk = jwks[name as string];
-    if (!jwk) throw new Error(`dpop corpus: unknown key ${String(name)}`);
-    return { ...(jwk as Record<string, Json>), ...extra };
-  }
-  const out: Record<string, Json> = {};
-  for (const [key, inner] of Object.entries(value)) out[key] = await computed(inner, keys, tokens, nowSeconds);
-  return out;
+    return accessTokenHash(token).then((hash) => hash + ((special.pad as string | undefined) ?? ''));
+  });
 }
 
-async function merged(base: Record<string, Json>, changes: Changes | undefined, compute: (value: Json) => Promise<Json>) {
-  const out = { ...base };
-  for (const [name, change] of Object.entries(changes?.merge ?? {})) {
-    if (change === null) delete out[name];
-    else out[name] = await compute(change);
-  }
-  return out;
+function signWith(how: string, keys: ProofKeys, proofKey: KeyPair, input: Uint8Array): Promise<Uint8Array> {
+  return signAs(how, keys, input, 'dpop', {
+    'proof-key': (sign) => sign(proofKey.privateKey.algorithm.name === 'Ed25519' ? { name: 'Ed25519' } : ECDSA_P256, proofKey.privateKey),
+  });
 }
-
-async function signWith(how: string, keys: ProofKeys, proofKey: Pair, input: Uint8Array): Promise<Uint8Array> {
-  const ecdsa = { name: 'ECDSA', hash: 'SHA-256' };
-  const sign = async (algorithm: Parameters<SubtleCrypto['sign']>[0], key: CryptoKey) =>
-    new Uint8Array(await crypto.subtle.sign(algorithm, key, input));
-  switch (how) {
-    case 'proof-key':
-      return sign(proofKey.privateKey.algorithm.name === 'Ed25519' ? { name: 'Ed25519' } : ecdsa, proofKey.privateKey);
-    case 'other-key':
-      return sign(ecdsa, keys.other.privateKey);
-    case 'ed25519-key':
-      return sign({ name: 'Ed25519' }, keys.ed25519.privateKey);
-    case 'rsa-key':
-      return sign({ name: 'RSASSA-PKCS1-v1_5' }, keys.rsa.privateKey);
-    case 'p384-key':
-      return sign({ name: 'ECDSA', hash: 'SHA-384' }, keys.p384.privateKey);
-    case 'none':
-      return new Uint8Array(0);
-    case 'zero-ecdsa':
-      return new Uint8Array(64);
-    case 'hmac-with-jwk-x': {
-      const secret = base64url.decode(keys.p256.publicJwk.x as string);
-      const key = await crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-      return sign('HMAC', key);
-    }
-    default:
-      throw new Error(`dpop corpus: unknown signing instruction ${how}`);
-  }
-}
-
-const TRANSFORMS: Record<string, (proof: string, other: string) => string> = {
-  'drop-signature-segment': (proof) => proof.split('.').slice(0, 2).join('.'),
-  'append-segment': (proof) => `${proof}.${proof.split('.')[2]}`,
-  'pad-segments': (proof) => proof.split('.').map((segment) => `${segment}==`).join('.'),
-  'garble-header': (proof) => `${base64url.encode('{"typ":"dpop+jwt",')}.${proof.split('.').slice(1).join('.')}`,
-  'flip-signature-bit': (proof) => {
-    const [h, p, s] = proof.split('.') as [string, string, string];
-    const bytes = base64url.decode(s);
-    bytes[5] = (bytes[5] as number) ^ 0x01;
-    return `${h}.${p}.${base64url.encode(bytes)}`;
-  },
-  'truncate-signature': (proof) => {
-    const [h, p, s] = proof.split('.') as [string, string, string];
-    return `${h}.${p}.${base64url.encode(base64url.decode(s).slice(0, 32))}`;
-  },
-  'swap-in-other-claims': (proof, other) => {
-    const [h, , s] = proof.split('.') as [string, string, string];
-    return `${h}.${other.split('.')[1]}.${s}`;
-  },
-};
 
 /**
  * The request a case describes, at `nowSeconds` by the server's clock. `url` and `method` are the
@@ -230,7 +120,7 @@ export async function materialize(
     );
   } else {
     const tokensForValues = { bound, other: tokens.other, unbound: tokens.unbound };
-    const compute = (value: Json) => computed(value, keys, tokensForValues, nowSeconds);
+    const computeValue = (value: Json) => compute(value, keys, tokensForValues, nowSeconds);
     const baseHeader: Record<string, Json> = {
       typ: 'dpop+jwt',
       alg: proofKey === keys.ed25519 ? 'EdDSA' : 'ES256',
@@ -238,17 +128,11 @@ export async function materialize(
     };
     const baseClaims: Record<string, Json> = { jti: crypto.randomUUID(), htm: method, htu: url, iat: nowSeconds };
     baseClaims.ath = await accessTokenHash(token);
-    const header = await merged(baseHeader, testCase.header, compute);
-    const claims = await merged(baseClaims, testCase.claims, compute);
-    const claimsBytes = utf8.encode(testCase.claimsText ?? JSON.stringify(claims));
-    const input = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(claimsBytes)}`;
-    const signature = await signWith(testCase.sign ?? 'proof-key', keys, proofKey, utf8.encode(input));
-    proof = `${input}.${base64url.encode(signature)}`;
+    const header = await merged(baseHeader, testCase.header, computeValue);
+    const claims = await merged(baseClaims, testCase.claims, computeValue);
+    proof = await compactJws(header, claims, testCase.claimsText, (input) => signWith(testCase.sign ?? 'proof-key', keys, proofKey, input));
     if (testCase.transform !== undefined) {
-      const transform = TRANSFORMS[testCase.transform];
-      if (!transform) throw new Error(`dpop corpus: unknown transform ${testCase.transform}`);
-      const otherClaims = base64url.encode(JSON.stringify({ ...claims, jti: crypto.randomUUID() }));
-      proof = transform(proof, `x.${otherClaims}.x`);
+      proof = transformed(proof, testCase.transform, { ...claims, jti: crypto.randomUUID() }, 'dpop+jwt', 'dpop');
     }
   }
   const twice = testCase.dpop !== undefined && 'twice' in testCase.dpop;
