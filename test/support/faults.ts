@@ -179,6 +179,20 @@ function authorityOver(
 }
 
 /**
+ * The ways a request's D1 statements can fail, one case each, in order: every statement before D1
+ * sees it, and a statement that runs in a batch also inside D1, in the middle of its batch (so that
+ * only the batch's rollback keeps the earlier ones out). `sql` is the pattern's text, for titles.
+ */
+export function statementFaultCases(
+  statements: ReadonlyArray<{ sql: RegExp; batch?: boolean }>,
+): Array<{ index: number; timing: FaultTiming; sql: string }> {
+  return statements.flatMap((statement, index) => [
+    { index, timing: 'before' as const, sql: statement.sql.source },
+    ...(statement.batch ? [{ index, timing: 'during' as const, sql: statement.sql.source }] : []),
+  ]);
+}
+
+/**
  * Counts every statement that goes through `pick`, in order, and fails the `failAt`-th one
  * (counted from 0) with `timing`. Shared by the Worker's D1 and the user object's, it numbers the
  * statements of one request across both.

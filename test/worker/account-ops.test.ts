@@ -9,7 +9,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { now, testClock } from '../../src/clock';
 import { authorityNamespaceWith } from '../support/authority-with';
 import { direct } from '../support/direct';
-import { authorityStub, bindingsWith, type FaultTiming, faultyD1, heldD1, StatementFaults } from '../support/faults';
+import { authorityStub, bindingsWith, faultyD1, heldD1, StatementFaults, statementFaultCases } from '../support/faults';
 import {
   adminToken,
   call,
@@ -524,12 +524,7 @@ describe('an interrupted deletion', () => {
     await expectGone(account);
   });
 
-  const cases = DELETION.flatMap((sql, index) => [
-    { index, timing: 'before' as FaultTiming, sql: sql.source },
-    ...(BATCHED.includes(index) ? [{ index, timing: 'during' as FaultTiming, sql: sql.source }] : []),
-  ]);
-
-  it.each(cases)('statement $index ($sql) failing $timing: 503, D1 unchanged, no token renews once owed; the retry finishes', async ({
+  it.each(statementFaultCases(DELETION.map((sql, index) => ({ sql, batch: BATCHED.includes(index) }))))('statement $index ($sql) failing $timing: 503, D1 unchanged, no token renews once owed; the retry finishes', async ({
     index,
     timing,
   }) => {

@@ -44,7 +44,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { now, testClock } from '../../src/clock';
 import type { AccessTokenClaims } from '../../src/tokens/claims';
 import { direct } from '../support/direct';
-import { authorityStub, bindingsWith, faultyD1, type FaultTiming, StatementFaults } from '../support/faults';
+import { authorityStub, bindingsWith, faultyD1, StatementFaults, statementFaultCases } from '../support/faults';
 import { adminToken, call, claimsOf, login, PASSWORD, register, renew, type TokenBody, uniqueEmail } from '../support/helpers';
 import {
   divergence,
@@ -421,12 +421,7 @@ describe('D1 failing on each statement of each write path', () => {
       await expectMirrorInLine(account.id);
     });
 
-    const cases = path.statements.flatMap((statement, index) => [
-      { index, timing: 'before' as FaultTiming, sql: statement.sql.source },
-      ...(statement.batch ? [{ index, timing: 'during' as FaultTiming, sql: statement.sql.source }] : []),
-    ]);
-
-    it.each(cases)('statement $index ($sql) failing $timing: D1 unchanged, the object exactly as said, the retry brings D1 in line', async ({
+    it.each(statementFaultCases(path.statements))('statement $index ($sql) failing $timing: D1 unchanged, the object exactly as said, the retry brings D1 in line', async ({
       timing,
       index,
     }) => {
