@@ -12,7 +12,8 @@
 // both kinds.
 //
 //   node bench/forgot-timing.mjs [samples per kind, default 150] [--no-mail]
-import { machine, percentile, startServer } from './lib/server.mjs';
+import { startLocalServer } from '../scripts/local-server.mjs';
+import { BENCH_LOG_LEVEL, machine, percentile } from './lib/report.mjs';
 
 const args = process.argv.slice(2);
 const NO_MAIL = args.includes('--no-mail');
@@ -24,7 +25,8 @@ const PASSWORD = 'correct horse battery staple';
 
 // One address sends every request here: the per-address limit (tested elsewhere) is off, and so
 // is the hash budget, which would only make the sign-ups wait.
-const server = await startServer({
+const server = await startLocalServer({
+  args: BENCH_LOG_LEVEL,
   port: Number(process.env.LATCHKEY_BENCH_PORT ?? 8813),
   inspectorPort: Number(process.env.LATCHKEY_BENCH_INSPECTOR_PORT ?? 9313),
   vars: { ADDRESS_RATE_LIMIT: 'off', HASH_BUDGET: 'off' },

@@ -5,7 +5,8 @@
 // medians; exits non-zero if they differ by more than 20%.
 //
 //   node bench/login-timing.mjs [samples per kind, default 150]
-import { machine, percentile, startServer } from './lib/server.mjs';
+import { startLocalServer } from '../scripts/local-server.mjs';
+import { BENCH_LOG_LEVEL, machine, percentile } from './lib/report.mjs';
 
 const SAMPLES = Number(process.argv[2] ?? 150);
 const WARMUP = 10;
@@ -16,7 +17,8 @@ const PASSWORD = 'correct horse battery staple';
 // Every request comes from one address, one at a time: the per-address limit would refuse all but
 // 30 a minute, and the hash budget would add its waits to both kinds alike (test/worker/login-storm.test.ts
 // proves it treats them alike); both test-only switches are off, so what is timed is the work.
-const server = await startServer({
+const server = await startLocalServer({
+  args: BENCH_LOG_LEVEL,
   port: Number(process.env.LATCHKEY_BENCH_PORT ?? 8812),
   inspectorPort: Number(process.env.LATCHKEY_BENCH_INSPECTOR_PORT ?? 9312),
   vars: { LOGIN_MAX_FAILURES: '1000', ADDRESS_RATE_LIMIT: 'off', HASH_BUDGET: 'off' },

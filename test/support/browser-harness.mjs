@@ -1,12 +1,12 @@
 // What the browser tests run against: latchkey under `npm start` with a short token lifetime,
 // two tiny page servers on other origins, and Debian's Chromium driven by playwright-core.
-import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { base64url, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { chromium } from 'playwright-core';
+import { startLocalServer } from '../../scripts/local-server.mjs';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Git-ignored: screenshots and the server's log land here. */
@@ -68,8 +68,8 @@ export const DBSC_CHROMIUM_FLAGS = [
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Starts `npm start` on this suite's ports (or `port` and `inspectorPort`) and waits for /health.
- * Its own process group, so that `stop()` ends npm, wrangler and workerd together. Tokens live
+ * Starts `npm start` on this suite's ports (or `port` and `inspectorPort`) and waits for /health
+ * (scripts/local-server.mjs; `stop()` ends npm start, wrangler and workerd together). Tokens live
  * `ttlSeconds` (keep it above REUSE_GRACE_SECONDS).
  */
 export async function startLatchkey({
@@ -81,80 +81,22 @@ export async function startLatchkey({
 } = {}) {
   mkdirSync(ARTIFACTS, { recursive: true });
   const logPath = join(ARTIFACTS, logName);
-  const log = createWriteStream(logPath);
   const api = `http://localhost:${port}`;
-  const args = [
-    'start',
-    '--',
-    '--port', String(port),
-    '--inspector-port', String(inspectorPort),
-    '--ip', '127.0.0.1',
-    '--var', `ACCESS_TOKEN_TTL:${ttlSeconds}`,
-    '--var', `REUSE_GRACE:${REUSE_GRACE_SECONDS}`,
-    '--var', `ISSUER:${api}`,
-    '--var', `ALLOWED_ORIGINS:${api},${ALLOWED_PAGE}`,
-    // The demo page completes the emailed links, as it does under a plain `npm start`.
-    '--var', `APP_URL:${api}/`,
-  ];
-  const child = spawn('npm', args, {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' },
+  const server = await startLocalServer({
+    port,
+    inspectorPort,
+    logPath,
+    startTimeoutMs,
+    vars: {
+      ACCESS_TOKEN_TTL: ttlSeconds,
+      REUSE_GRACE: REUSE_GRACE_SECONDS,
+      ISSUER: api,
+      ALLOWED_ORIGINS: `${api},${ALLOWED_PAGE}`,
+      // The demo page completes the emailed links, as it does under a plain `npm start`.
+      APP_URL: `${api}/`,
+    },
   });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  let exited = false;
-  child.on('exit', () => {
-    exited = true;
-  });
-
-  const stop = async () => {
-    if (exited) return;
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let waited = 0; waited < 5_000 && !exited; waited += 100) await sleep(100);
-    if (!exited) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-  };
-  // Whatever happens to the test run, the server does not outlive it.
-  const killNow = () => {
-    if (exited) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  };
-  process.once('exit', killNow);
-  for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.once(signal, () => {
-      killNow();
-      process.exit(1);
-    });
-  }
-
-  const deadline = Date.now() + startTimeoutMs;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`npm start exited before serving; see ${logPath}`);
-    try {
-      const response = await fetch(`${api}/health`);
-      if (response.ok) return { stop, logPath, url: api, mailTo: (to, subject) => mailFromLog(logPath, to, subject) };
-    } catch {
-      // Not listening yet.
-    }
-    await sleep(250);
-  }
-  await stop();
-  throw new Error(`latchkey did not answer ${api}/health within ${startTimeoutMs / 1000} s; see ${logPath}`);
+  return { stop: server.stop, logPath, url: api, mailTo: (to, subject) => mailFromLog(logPath, to, subject) };
 }
 
 /**
