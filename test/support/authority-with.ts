@@ -8,7 +8,7 @@ import { UserAuthority } from '../../src/user-authority/object';
  * counting one) through its constructor, the only way in, since its members are private.
  */
 export function authorityNamespaceWith(bindings: Env): DurableObjectNamespace<UserAuthority> {
-  const real = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  const real = env.USER_AUTHORITY;
   return {
     idFromName: (name: string) => real.idFromName(name),
     get: (id: DurableObjectId) =>

@@ -97,7 +97,7 @@ export function faultyD1(db: D1Database, pick: (sql: string, inBatch: boolean) =
 }
 
 export function authorityStub(userId: string): DurableObjectStub<UserAuthority> {
-  const namespace = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  const namespace = env.USER_AUTHORITY;
   return namespace.get(namespace.idFromName(userId));
 }
 
@@ -122,7 +122,7 @@ export async function evictUserObjects(): Promise<void> {
  * the real stub for one side.
  */
 export function authorityNamespace(db: D1Database, calls?: string[]): DurableObjectNamespace<UserAuthority> {
-  const real = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
+  const real = env.USER_AUTHORITY;
   const objectEnv = { ...env, DB: db } as Env;
   return new Proxy(real, {
     get(target, property) {
@@ -152,7 +152,7 @@ export function runAlarmWith(userId: string, db: D1Database): Promise<void> {
 
 /** The Worker's bindings with `db` as D1 for the Worker and for the user objects it calls. */
 export function bindingsWith(db: D1Database, calls?: string[]): Env {
-  return { ...env, DB: db, USER_AUTHORITY: authorityNamespace(db, calls) } as unknown as Env;
+  return { ...env, DB: db, USER_AUTHORITY: authorityNamespace(db, calls) };
 }
 
 function authorityOver(

@@ -99,5 +99,5 @@ export async function eventsOf(token: string): Promise<Array<{ type: string; ses
 }
 
 export function adminToken(): string {
-  return (env as unknown as { ADMIN_TOKEN: string }).ADMIN_TOKEN;
+  return env.ADMIN_TOKEN;
 }

@@ -244,6 +244,8 @@ describe('the packages an app installs', () => {
           lib: ['es2022'],
           module: 'es2022',
           moduleResolution: 'bundler',
+          // The types package many apps use: the published .d.ts must compile against it (latchkey's
+          // own programs read only the runtime types `wrangler types` generated).
           types: ['@cloudflare/workers-types'],
           strict: true,
           noEmit: true,

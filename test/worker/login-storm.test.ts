@@ -157,7 +157,7 @@ function recordingEnv(defences: Defences, work: Work) {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-  const namespace = base.USER_AUTHORITY as unknown as DurableObjectNamespace;
+  const namespace = base.USER_AUTHORITY;
   const stubOf = (stub: DurableObjectStub) =>
     new Proxy(stub, {
       get(target, method) {

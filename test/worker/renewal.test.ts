@@ -35,7 +35,7 @@ function sessionRow(token: TokenBody) {
 
 /** A token signed with the real signing key, for records the service could never have produced. */
 async function forge(claims: Record<string, unknown>): Promise<string> {
-  const [signer] = JSON.parse((env as unknown as { SIGNING_KEYS: string }).SIGNING_KEYS).keys;
+  const [signer] = JSON.parse(env.SIGNING_KEYS).keys;
   const key = await importJWK(signer, 'EdDSA');
   return new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'at+jwt' }).sign(key);
 }

@@ -86,7 +86,7 @@ async function counted(request: Request): Promise<{ response: Response; tally: T
     ...env,
     DB: countingD1(env.DB, tally.worker),
     USER_AUTHORITY: authorityNamespace(countingD1(env.DB, tally.authority), tally.objectCalls),
-  } as unknown as Env;
+  };
   const ctx = createExecutionContext();
   const response = await app.fetch(request, countedEnv, ctx);
   await waitOnExecutionContext(ctx);
