@@ -19,9 +19,10 @@ import { configFrom } from '../src/config';
 import { verifyDpopProof } from '../packages/verify/src/dpop/proof';
 import worker from '../src/index';
 import { hashPassword, verifyPassword } from '../src/passwords/hash';
-import type { SessionRecord } from '../src/renewal/decide';
+import type { SessionRecord } from '../src/sessions/decide';
 import { UserRecords } from '../src/storage/user-records';
-import { type AccessTokenClaims, accessTokenClaims, generationJti } from '../src/tokens/claims';
+import { accessTokenClaims, generationJti } from '../src/sessions/claims';
+import type { AccessTokenClaims } from '../src/tokens/claims';
 import { type Keyring, keyringFor } from '../src/tokens/keys';
 import { signAccessToken } from '../src/tokens/sign';
 import { VERIFIED_CACHE_CAPACITY, VerifiedTokenCache, verifiedTokens } from '../src/tokens/verified-cache';
@@ -123,8 +124,8 @@ class SeedableUserAuthority extends UserAuthority {
           dpopJkt: null,
           dbscJkt: null,
         };
-        records.insertSession(session);
-        records.appendEvent({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
+        records.sessions.insert(session);
+        records.events.append({ type: 'login', at, sessionId: session.id, detail: { client } }, 0);
         return session;
       });
       records.saveUser(user);
@@ -253,6 +254,13 @@ export class BenchFloor extends DurableObject<BenchEnv> {
   }
 }
 
+/** The public half of the keyring's signer: SIGNING_KEYS always lists the signer among its verifiers. */
+function signerPublicKey(keyring: Keyring): CryptoKey {
+  const verifier = keyring.verifiers.get(keyring.signer.kid);
+  if (verifier === undefined) throw new Error(`the keyring has no verifier for its signer ${keyring.signer.kid}`);
+  return verifier.key;
+}
+
 /** The presented token's Ed25519 signature checked with crypto.subtle.verify, and nothing else. */
 async function signatureChecks(env: Env, authorization: string | undefined): Promise<boolean> {
   const token = (authorization ?? '').slice('Bearer '.length);
@@ -263,7 +271,7 @@ async function signatureChecks(env: Env, authorization: string | undefined): Pro
   );
   return crypto.subtle.verify(
     { name: 'Ed25519' },
-    keyring.verifiers.get(keyring.signer.kid)!.key,
+    signerPublicKey(keyring),
     signature,
     encoder.encode(token.slice(0, dot)),
   );
@@ -398,7 +406,9 @@ let requests = 0;
 
 /** The claims of one of our own tokens, read without verifying it (the loops verify elsewhere). */
 function claimsOf(token: string): AccessTokenClaims {
-  const payload = token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/');
+  const [, encoded] = token.split('.');
+  if (encoded === undefined) throw new Error('not a JWS: no payload');
+  const payload = encoded.replace(/-/g, '+').replace(/_/g, '/');
   return JSON.parse(atob(payload)) as AccessTokenClaims;
 }
 
@@ -512,7 +522,7 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
     if (!LOOP_OPS.includes(op) || !Number.isSafeInteger(n)) return c.json({ error: `op must be one of ${LOOP_OPS.join(', ')}` }, 400);
     const tokens = await loopTokens(c.env);
     const { keyring, expect, token } = tokens;
-    const key = keyring.verifiers.get(keyring.signer.kid)!;
+    const publicKey = signerPublicKey(keyring);
     const dot = token.lastIndexOf('.');
     const signingInput = new TextEncoder().encode(token.slice(0, dot));
     const signature = Uint8Array.from(atob(token.slice(dot + 1).replace(/-/g, '+').replace(/_/g, '/')), (ch) =>
@@ -537,7 +547,8 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
       const userId = `loop-${crypto.randomUUID()}`;
       const stub = users.get(users.idFromName(userId));
       const [session] = await stub.seedLogins({ userId, clients: ['loop'] });
-      renewing = { stub, claims: claimsOf(session!.token) };
+      if (session === undefined) throw new Error('seedLogins opened no session');
+      renewing = { stub, claims: claimsOf(session.token) };
     }
     let ok = 0;
     for (let i = 0; i < n; i++) {
@@ -555,17 +566,18 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
           ok += Number((await floor.touch('loop', 'transaction-claims')).length > 0);
           break;
         case 'object-renew': {
-          const result = await renewing!.stub.renew(renewing!.claims);
+          if (renewing === undefined) throw new Error('object-renew without a seeded session');
+          const result = await renewing.stub.renew(renewing.claims);
           if (!result.ok) throw new Error(`loop renewal: ${result.code}`);
-          renewing!.claims = claimsOf(result.value.accessToken);
+          renewing.claims = claimsOf(result.value.accessToken);
           ok += 1;
           break;
         }
         case 'subtle':
-          ok += Number(await crypto.subtle.verify({ name: 'Ed25519' }, key.key, signature, signingInput));
+          ok += Number(await crypto.subtle.verify({ name: 'Ed25519' }, publicKey, signature, signingInput));
           break;
         case 'jose':
-          ok += Number((await compactVerify(token, key.key)).payload.length > 0);
+          ok += Number((await compactVerify(token, publicKey)).payload.length > 0);
           break;
         case 'verify':
           ok += Number((await verifyAccessToken(token, keyring, expect)).ok);
@@ -588,9 +600,12 @@ const bench = new Hono<{ Bindings: BenchEnv }>()
         case 'app-me':
           ok += Number((await request('/api/me', token)).ok);
           break;
-        case 'app-me-distinct':
-          ok += Number((await request('/api/me', tokens.distinct[i % tokens.distinct.length]!)).ok);
+        case 'app-me-distinct': {
+          const distinct = tokens.distinct[i % tokens.distinct.length];
+          if (distinct === undefined) throw new Error('the loop holds no distinct tokens');
+          ok += Number((await request('/api/me', distinct)).ok);
           break;
+        }
         case 'app-renew':
         case 'app-renew-bound': {
           const session = op === 'app-renew' ? renewals.unbound : renewals.bound;

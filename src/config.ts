@@ -1,5 +1,6 @@
+import { appUrl, mailSender, onOff, origins, relyingPartyId, tcpPort, trueFalse, wholeNumber as wholeNumberOf } from './config-values';
 import { ConfigError } from './errors';
-import { CLIENT_ID_PATTERN } from './tokens/claims';
+import { CLIENT_ID_PATTERN } from '../packages/verify/src/tokens/claims';
 
 /**
  * Everything latchkey reads from `[vars]` and secrets, parsed and validated once per isolate.
@@ -130,108 +131,12 @@ function text(raw: RawConfig, name: keyof typeof DEFAULTS): string {
 }
 
 function wholeNumber(raw: RawConfig, name: keyof typeof DEFAULTS, min: number, max: number): number {
-  const value = text(raw, name);
-  const parsed = /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return parsed;
-}
-
-/** A test-only switch: `on` or `off`, nothing else, so a typo cannot silently turn a defence off. */
-function onOff(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
-  const value = text(raw, name);
-  if (value !== 'on' && value !== 'off') throw new ConfigError(`${name} must be "on" or "off", got ${JSON.stringify(value)}`);
-  return value === 'on';
-}
-
-function trueFalse(raw: RawConfig, name: keyof typeof DEFAULTS): boolean {
-  const value = text(raw, name);
-  if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be "true" or "false", got ${JSON.stringify(value)}`);
-  return value === 'true';
-}
-
-// No whitespace, angle brackets, quotes or commas in an address: it goes into a mail header as is.
-const MAIL_ADDRESS = /^[^\s<>@",;\p{Cc}]+@[^\s<>@",;\p{Cc}]+$/u;
-// A display name of printable ASCII without quotes, brackets or backslashes: no encoding needed.
-const MAIL_NAME = /^[\x20-\x7e]+$/;
-
-function emailFrom(raw: RawConfig): Config['emailFrom'] {
-  const value = text(raw, 'EMAIL_FROM');
-  const named = /^(.*?)\s*<([^<>]*)>$/.exec(value);
-  const address = named ? (named[2] as string) : value;
-  const name = named ? (named[1] as string).trim() : null;
-  if (!MAIL_ADDRESS.test(address) || (name !== null && (name === '' || !MAIL_NAME.test(name) || /["<>\\]/.test(name)))) {
-    throw new ConfigError(
-      `EMAIL_FROM must be an address such as no-reply@example.com, or "Name <no-reply@example.com>", got ${JSON.stringify(value)}`,
-    );
-  }
-  return { address, name };
-}
-
-const MAX_APP_URL_LENGTH = 512;
-
-function appUrl(raw: RawConfig): string {
-  const value = text(raw, 'APP_URL');
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(value);
-  } catch {
-    parsed = undefined;
-  }
-  if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.hash !== '' || value.includes('#') || parsed.username || parsed.password) {
-    throw new ConfigError(
-      `APP_URL must be an http(s) URL without a fragment or credentials, such as https://app.example.com/account, got ${JSON.stringify(value)}`,
-    );
-  }
-  // Links go into mail bodies as one line each, and a mail line is at most 998 octets.
-  if (parsed.href.length > MAX_APP_URL_LENGTH) throw new ConfigError(`APP_URL must be at most ${MAX_APP_URL_LENGTH} characters`);
-  return parsed.href;
-}
-
-function origins(value: string): string[] {
-  if (value === '') return [];
-  return value.split(',').map((entry) => {
-    const origin = entry.trim();
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(origin);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
-      throw new ConfigError(
-        `ALLOWED_ORIGINS must be comma-separated origins such as https://app.example.com (scheme, host and port only), got ${JSON.stringify(origin)}`,
-      );
-    }
-    return origin;
-  });
+  return wholeNumberOf(name, text(raw, name), min, max);
 }
 
 /** `http://localhost:PORT` and `http://127.0.0.1:PORT`: the two names a browser uses for the dev server. */
 export function devServerOrigins(port: number): string[] {
   return [`http://localhost:${port}`, `http://127.0.0.1:${port}`];
-}
-
-function devServerPort(raw: RawConfig): number | undefined {
-  const value = raw[DEV_SERVER_PORT];
-  if (value === undefined || value === '') return undefined;
-  const parsed = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
-  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65_535) {
-    throw new ConfigError(`${DEV_SERVER_PORT} must be a TCP port from 1 to 65535, got ${JSON.stringify(value)}`);
-  }
-  return parsed;
-}
-
-// A lower-case DNS name: labels of letters, digits and inner hyphens. No scheme, port, path or IP
-// address: browsers accept only a registrable domain suffix of the page's host as an RP ID.
-const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-function relyingPartyId(value: string): string {
-  if (!DOMAIN_NAME.test(value) || /^[\d.]+$/.test(value)) {
-    throw new ConfigError(`RP_ID must be a lower-case domain name such as example.com (no scheme or port), got ${JSON.stringify(value)}`);
-  }
-  return value;
 }
 
 /** Parses and validates the configuration, throwing `ConfigError` with the variable's name. */
@@ -262,22 +167,22 @@ export function parseConfig(raw: RawConfig): Config {
   const loginMaxFailures = wholeNumber(raw, 'LOGIN_MAX_FAILURES', 1, 1000);
   const loginLockoutSeconds = wholeNumber(raw, 'LOGIN_LOCKOUT', 1, 7 * DAY);
   const explicitOrigins = origins(text(raw, 'ALLOWED_ORIGINS'));
-  const devPort = devServerPort(raw);
+  const devPort = tcpPort(DEV_SERVER_PORT, raw[DEV_SERVER_PORT]);
   const allowedOrigins =
     devPort === undefined ? explicitOrigins : [...new Set([...explicitOrigins, ...devServerOrigins(devPort)])];
-  const emailFromAddress = emailFrom(raw);
-  const appUrlValue = appUrl(raw);
+  const emailFromAddress = mailSender(text(raw, 'EMAIL_FROM'));
+  const appUrlValue = appUrl(text(raw, 'APP_URL'));
   const resetTokenTtlSeconds = wholeNumber(raw, 'RESET_TOKEN_TTL', 60, DAY);
   const verificationTokenTtlSeconds = wholeNumber(raw, 'VERIFICATION_TOKEN_TTL', 300, 30 * DAY);
-  const requireVerifiedEmail = trueFalse(raw, 'REQUIRE_VERIFIED_EMAIL');
+  const requireVerifiedEmail = trueFalse('REQUIRE_VERIFIED_EMAIL', text(raw, 'REQUIRE_VERIFIED_EMAIL'));
   const rpId = relyingPartyId(text(raw, 'RP_ID'));
   const rpName = text(raw, 'RP_NAME');
   if (rpName === '' || [...rpName].length > 64) throw new ConfigError('RP_NAME must be 1 to 64 characters');
   const eventRetentionDays = wholeNumber(raw, 'EVENT_RETENTION_DAYS', 1, 3660);
   const eventRetentionCount = wholeNumber(raw, 'EVENT_RETENTION_COUNT', 10, 100_000);
-  const addressRateLimit = onOff(raw, 'ADDRESS_RATE_LIMIT');
-  const hashBudget = onOff(raw, 'HASH_BUDGET');
-  const requireDpop = trueFalse(raw, 'REQUIRE_DPOP');
+  const addressRateLimit = onOff('ADDRESS_RATE_LIMIT', text(raw, 'ADDRESS_RATE_LIMIT'));
+  const hashBudget = onOff('HASH_BUDGET', text(raw, 'HASH_BUDGET'));
+  const requireDpop = trueFalse('REQUIRE_DPOP', text(raw, 'REQUIRE_DPOP'));
 
   const signingKeysJson = raw.SIGNING_KEYS;
   if (typeof signingKeysJson !== 'string' || signingKeysJson.trim() === '') {

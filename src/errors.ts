@@ -12,6 +12,7 @@ import {
   type TokenProblemCode,
   tokenChallenge,
 } from '../packages/verify/src/problems';
+import { TRANSIENT_RETRY_AFTER_SECONDS } from '../packages/verify/src/platform';
 
 export type { ChallengeScheme };
 
@@ -173,6 +174,16 @@ export class StorageUnavailableError extends Error {
     super('storage unavailable', { cause });
     this.name = 'StorageUnavailableError';
   }
+}
+
+/** The operator's line for a D1 failure that was answered 503: the driver's message, never the client's. */
+export function logStorageUnavailable(error: StorageUnavailableError): void {
+  console.error('latchkey: D1 unavailable', String(error.cause));
+}
+
+/** 503 `temporarily_unavailable` for a passing failure (D1, the user's object), with its short Retry-After. */
+export function temporarilyUnavailable(): ApiError {
+  return new ApiError('temporarily_unavailable', { retryAfterSeconds: TRANSIENT_RETRY_AFTER_SECONDS });
 }
 
 /** A bad configuration value; thrown at start-up with a message naming the variable. */

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { type AppContext, type AppEnv, configOf } from './context';
+import type { AppContext, AppEnv } from './context';
 
 /** What browsers may send here: every method and request header API.md uses (DPoP: RFC 9449 proofs). */
 const ALLOWED_METHODS = 'GET, POST, DELETE';
@@ -22,7 +22,7 @@ const PREFLIGHT_MAX_AGE = '600';
 export function allowedOrigin(c: AppContext): string | undefined {
   const origin = c.req.header('origin');
   if (origin === undefined) return undefined;
-  return configOf(c).allowedOrigins.includes(origin) ? origin : undefined;
+  return c.var.config.allowedOrigins.includes(origin) ? origin : undefined;
 }
 
 /**

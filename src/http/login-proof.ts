@@ -2,7 +2,7 @@ import { now } from '../clock';
 import { checkTokenRequestProof, readProofHeader } from '../../packages/verify/src/dpop/possession';
 import { ApiError } from '../errors';
 import type { ProofOfPossession } from '../user-authority/results';
-import { type AppContext, configOf } from './context';
+import type { AppContext } from './context';
 
 /**
  * The DPoP proof of a sign-in, by password or passkey (RFC 9449 §5): none asks for an unbound session, unless REQUIRE_DPOP;
@@ -16,7 +16,7 @@ export async function loginProof(c: AppContext): Promise<ProofOfPossession | nul
     url: c.req.url,
     nowMs: now(),
   });
-  if (!checked.ok || (checked.proof === undefined && configOf(c).requireDpop)) {
+  if (!checked.ok || (checked.proof === undefined && c.var.config.requireDpop)) {
     throw new ApiError('invalid_dpop_proof', { tokenRequest: true });
   }
   if (checked.proof === undefined) return null;

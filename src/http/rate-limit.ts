@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { ApiError, ConfigError } from '../errors';
-import { type AppEnv, clientAddress, configOf } from './context';
+import { type AppEnv, clientAddress } from './context';
 
 /**
  * The Rate Limiting bindings of wrangler.toml, each counting requests per client address:
@@ -44,7 +44,7 @@ export const ADDRESS_RATE_LIMIT_PERIOD_SECONDS = 60;
 export function addressRateLimit(limiter: AddressLimiter = 'ADDRESS_RATE_LIMITER'): MiddlewareHandler<AppEnv> {
   if (!LIMITERS.includes(limiter)) throw new TypeError(`unknown rate limiter ${String(limiter)}`);
   return async (c, next) => {
-    if (!configOf(c).addressRateLimit) return next();
+    if (!c.var.config.addressRateLimit) return next();
     let allowed: boolean;
     try {
       allowed = (await c.env[limiter].limit({ key: clientAddress(c) })).success;

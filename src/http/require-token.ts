@@ -6,10 +6,10 @@ import { ApiError } from '../errors';
 import { readSessionLiveness } from '../storage/liveness';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { verifyAccessTokenCached } from '../tokens/verified-cache';
-import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
+import { tokenFailureCode, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import type { ProofOfPossession } from '../user-authority/results';
-import { type AppContext, type AppEnv, authorityOf, configOf, keyringOf, storeOf } from './context';
-import { presentedToken } from './presented-token';
+import type { AppContext, AppEnv } from './context';
+import { requestCredential } from './request-credential';
 
 /** A verified token, and the verified proof of its key when it is bound to one. */
 export interface PresentedCredential {
@@ -29,24 +29,24 @@ export interface PresentedCredential {
  * Renewal and logout pass `allowExpired`; they apply the idle limit themselves.
  */
 export async function presentedCredential(c: AppContext, options: { allowExpired: boolean }): Promise<PresentedCredential> {
-  const presented = presentedToken(c);
+  const presented = requestCredential(c);
   if (presented === undefined) throw new ApiError('missing_token');
   c.set('credential', presented.via);
   const scheme = presented.via === 'DPoP' ? 'DPoP' : 'Bearer';
   const token = presented.token;
   if (token === undefined) throw new ApiError('missing_token', { scheme });
-  const config = configOf(c);
+  const config = c.var.config;
   const nowMs = now();
   // Renewal and logout see a token about once (renewal supersedes it): caching those would only
   // push out tokens that clients are still presenting. The cache answers as a full verify would.
   const verify = options.allowExpired ? verifyAccessToken : verifyAccessTokenCached;
-  const result = await verify(token, await keyringOf(c), {
+  const result = await verify(token, await c.var.keyring(), {
     issuer: config.issuer,
     audience: config.audience,
     nowMs,
     allowExpired: options.allowExpired,
   });
-  if (!result.ok) throw new ApiError(result.reason === 'expired' ? 'token_expired' : 'invalid_token', { scheme });
+  if (!result.ok) throw new ApiError(tokenFailureCode(result), { scheme });
   const claims = result.claims;
   const possession = await checkPossession({
     presentedAs: presented.via,
@@ -60,7 +60,7 @@ export async function presentedCredential(c: AppContext, options: { allowExpired
   if (!possession.ok) {
     if (possession.code === 'invalid_dpop_proof') {
       c.executionCtx.waitUntil(
-        authorityOf(c, claims.sub).recordProofFailure({ userId: claims.sub, sessionId: claims.sid }),
+        c.var.authority(claims.sub).recordProofFailure({ userId: claims.sub, sessionId: claims.sid }),
       );
     }
     throw new ApiError(possession.code, { scheme });
@@ -98,7 +98,7 @@ export function requireAccessToken(mode: 'stateless' | 'strict'): MiddlewareHand
       throw new ApiError('invalid_dpop_proof');
     }
     if (mode === 'strict') {
-      const liveness = await readSessionLiveness(storeOf(c), claims, configOf(c));
+      const liveness = await readSessionLiveness(c.var.store, claims, c.var.config);
       if (!liveness.live) throw new ApiError(liveness.code, { scheme: proof ? 'DPoP' : 'Bearer' });
       c.set('caller', { claims, email: liveness.mirror.user.email, emailVerified: liveness.mirror.user.emailVerified });
     } else {

@@ -3,7 +3,8 @@ import type { CookieOptions } from 'hono/utils/cookie';
 import { now } from '../clock';
 import type { Config } from '../config';
 import type { TokenGrant } from '../user-authority/results';
-import { type AppContext, configOf } from './context';
+import type { AppContext } from './context';
+import { deliveryFor } from './credentials';
 
 /** The cookie's base name; over https it carries the `__Host-` prefix (RFC 6265bis §4.1.3.2). */
 export const TOKEN_COOKIE = 'latchkey_at';
@@ -68,12 +69,17 @@ export function tokenCookieMaxAge(config: Config, grant: TokenGrant, nowMs: numb
 
 /** Sets the token cookie, with TOKEN_COOKIE_ATTRIBUTES. */
 export function setTokenCookie(c: AppContext, grant: TokenGrant): void {
-  setCookie(c, cookieName(c), grant.accessToken, { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: tokenCookieMaxAge(configOf(c), grant, now()) });
+  setCookie(c, cookieName(c), grant.accessToken, { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: tokenCookieMaxAge(c.var.config, grant, now()) });
 }
 
 /** Expires the token cookie at once (logout). */
 export function clearTokenCookie(c: AppContext): void {
   setCookie(c, cookieName(c), '', { ...TOKEN_COOKIE_ATTRIBUTES, maxAge: 0 });
+}
+
+/** Expires the token cookie if the request's token came in it: a header token leaves the cookie alone. */
+export function clearTokenCookieIfPresented(c: AppContext): void {
+  if (deliveryFor(c.var.credential) === 'cookie') clearTokenCookie(c);
 }
 
 /**

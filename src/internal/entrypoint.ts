@@ -2,11 +2,11 @@ import { WorkerEntrypoint } from 'cloudflare:workers';
 import { app } from '../app';
 import { now } from '../clock';
 import { configFrom } from '../config';
-import { StorageUnavailableError } from '../errors';
+import { logStorageUnavailable, StorageUnavailableError } from '../errors';
 import { readSessionLiveness } from '../storage/liveness';
 import { Store } from '../storage/store';
 import { keyringFor } from '../tokens/keys';
-import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';
+import { tokenFailureCode, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import type { SessionStatus } from '../../packages/verify/src/session-status';
 
 /**
@@ -39,14 +39,14 @@ export class LatchkeyInternal extends WorkerEntrypoint<Env> {
       nowMs: now(),
       allowExpired: false,
     });
-    if (!result.ok) return { status: result.reason === 'expired' ? 'token_expired' : 'invalid_token' };
+    if (!result.ok) return { status: tokenFailureCode(result) };
     const { sid, sub } = result.claims;
     try {
       const liveness = await readSessionLiveness(new Store(this.env.DB), { sid, sub }, config);
       return { status: liveness.live ? 'live' : liveness.code };
     } catch (error) {
       if (!(error instanceof StorageUnavailableError)) throw error;
-      console.error('latchkey: D1 unavailable', String(error.cause));
+      logStorageUnavailable(error);
       return { status: 'temporarily_unavailable' };
     }
   }

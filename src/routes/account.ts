@@ -2,10 +2,11 @@ import { Hono } from 'hono';
 import { now } from '../clock';
 import { ApiError } from '../errors';
 import { field, readJsonObject } from '../http/body';
-import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, storeOf } from '../http/context';
+import type { AppContext, AppEnv } from '../http/context';
+import { callAuthority } from '../user-authority/call';
 import { addressRateLimit } from '../http/rate-limit';
 import { requireAccessToken } from '../http/require-token';
-import { clearTokenCookie } from '../http/token-cookie';
+import { clearTokenCookieIfPresented } from '../http/token-cookie';
 import { presentedChallenge, verifyAssertion } from '../passkeys/ceremony';
 import { readAuthenticationResponse } from '../passkeys/shapes';
 import { MAX_PASSWORD_LENGTH } from '../passwords/hash';
@@ -36,7 +37,7 @@ async function reauthenticate(
       // After the answer, as for a login: the user learns that someone holding one of their
       // sessions typed a wrong password.
       if (user?.id === caller.userId) {
-        c.executionCtx.waitUntil(authorityOf(c, caller.userId).recordLoginFailure({ userId: caller.userId }));
+        c.executionCtx.waitUntil(c.var.authority(caller.userId).recordLoginFailure({ userId: caller.userId }));
       }
       throw new ApiError('invalid_credentials');
     }
@@ -45,13 +46,13 @@ async function reauthenticate(
   const response = readAuthenticationResponse(body, 'passkey');
   const challenge = presentedChallenge(response);
   if (challenge === null) throw new ApiError('invalid_credentials');
-  const { challengeValid, credential } = await storeOf(c).beginPasskeyLogin({
+  const { challengeValid, credential } = await c.var.store.beginPasskeyLogin({
     challenge,
     credentialId: response.id,
     nowMs: now(),
   });
   if (!challengeValid || !credential || credential.userId !== caller.userId) throw new ApiError('invalid_credentials');
-  const checked = await verifyAssertion(configOf(c), response, challenge, credential);
+  const checked = await verifyAssertion(c.var.config, response, challenge, credential);
   if (!checked.ok) throw new ApiError('invalid_credentials');
   return { kind: 'passkey', passkeyId: credential.id, counter: checked.counter };
 }
@@ -65,7 +66,7 @@ export const accountRoutes = new Hono<AppEnv>().delete('/account', addressRateLi
   const { claims, email } = c.get('caller');
   const body = await readJsonObject(c.req.raw);
   const proof = await reauthenticate(c, body, { userId: claims.sub, email: email ?? '' });
-  await callAuthority(() => authorityOf(c, claims.sub).deleteAccount({ userId: claims.sub, sessionId: claims.sid, proof }));
-  if (c.get('credential') === 'cookie') clearTokenCookie(c);
+  await callAuthority(() => c.var.authority(claims.sub).deleteAccount({ userId: claims.sub, sessionId: claims.sid, proof }));
+  clearTokenCookieIfPresented(c);
   return c.body(null, 204);
 });

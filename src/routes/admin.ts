@@ -4,7 +4,8 @@ import { now } from '../clock';
 import { ApiError } from '../errors';
 import { codePoints, normalizeEmail } from '../http/body';
 import { bearerToken } from '../http/credentials';
-import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, storeOf } from '../http/context';
+import type { AppContext, AppEnv } from '../http/context';
+import { callAuthority, callAuthorityForValue } from '../user-authority/call';
 import type { AccountRecord } from '../storage/records';
 import { MAX_EMAIL_LENGTH } from './auth';
 import { isoInstant } from './responses';
@@ -19,7 +20,7 @@ async function sha256(text: string): Promise<Uint8Array> {
 /** The user's id from the path, if a user has it (D1); else 404. Checked in D1 first so that a guessed id never creates a Durable Object. */
 async function existingUser(c: AppContext): Promise<string> {
   const userId = c.req.param('id') ?? '';
-  if (userId.length > MAX_USER_ID_LENGTH || !(await storeOf(c).userExists(userId))) throw new ApiError('not_found');
+  if (userId.length > MAX_USER_ID_LENGTH || !(await c.var.store.userExists(userId))) throw new ApiError('not_found');
   return userId;
 }
 
@@ -39,10 +40,7 @@ function emailQuery(c: AppContext): string {
  * public key, a link's hash or the addresses that failed to sign in.
  */
 async function describeAccount(c: AppContext, account: AccountRecord) {
-  const sessions = await callAuthority(async () => ({
-    ok: true as const,
-    value: await authorityOf(c, account.id).listSessions({ userId: account.id }),
-  }));
+  const sessions = await callAuthorityForValue(() => c.var.authority(account.id).listSessions({ userId: account.id }));
   const instant = (ms: number | null) => (ms === null || ms === 0 ? null : isoInstant(ms));
   c.header('cache-control', 'no-store');
   return c.json({
@@ -65,7 +63,7 @@ async function describeAccount(c: AppContext, account: AccountRecord) {
 }
 
 async function lookUp(c: AppContext, lookup: { id: string } | { email: string }) {
-  const account = await storeOf(c).accountOf(lookup, now(), configOf(c).loginLockoutSeconds * 1000);
+  const account = await c.var.store.accountOf(lookup, now(), c.var.config.loginLockoutSeconds * 1000);
   if (!account) throw new ApiError('not_found');
   return describeAccount(c, account);
 }
@@ -73,7 +71,7 @@ async function lookUp(c: AppContext, lookup: { id: string } | { email: string })
 /** Operator routes. Invisible (404) unless ADMIN_TOKEN is set. */
 export const adminRoutes = new Hono<AppEnv>()
   .use(async (c, next) => {
-    const expected = configOf(c).adminToken;
+    const expected = c.var.config.adminToken;
     if (expected === undefined) throw new ApiError('not_found');
     const presented = bearerToken(c.req.raw) ?? '';
     // Digests first: equal lengths for the constant-time comparison, whatever was presented.
@@ -88,7 +86,7 @@ export const adminRoutes = new Hono<AppEnv>()
   })
   .post('/users/:id/revoke', async (c) => {
     const userId = await existingUser(c);
-    await callAuthority(() => authorityOf(c, userId).adminRevoke({ userId }));
+    await callAuthority(() => c.var.authority(userId).adminRevoke({ userId }));
     return c.body(null, 204);
   })
   // Clears the account's lockout: the failed logins counted against its email, from every client
@@ -96,6 +94,6 @@ export const adminRoutes = new Hono<AppEnv>()
   // per-address limit, which counts any email, is the edge's and is not touched.
   .post('/users/:id/unlock', async (c) => {
     const userId = await existingUser(c);
-    await callAuthority(() => authorityOf(c, userId).clearLockout({ userId }));
+    await callAuthority(() => c.var.authority(userId).clearLockout({ userId }));
     return c.body(null, 204);
   });

@@ -2,24 +2,18 @@ import { Hono } from 'hono';
 import { now } from '../clock';
 import { ApiError, problemResponse } from '../errors';
 import { field, normalizeEmail, readJsonObject, registrableEmail, codePoints } from '../http/body';
-import {
-  type AppContext,
-  type AppEnv,
-  authorityOf,
-  callAuthority,
-  clientAddress,
-  configOf,
-  storeOf,
-} from '../http/context';
+import { type AppContext, type AppEnv, clientAddress } from '../http/context';
+import { deliveryFor } from '../http/credentials';
 import { addressRateLimit } from '../http/rate-limit';
 import { loginProof } from '../http/login-proof';
 import { presentedCredential, requireAccessToken } from '../http/require-token';
-import { presentedToken } from '../http/presented-token';
-import { clearTokenCookie, takeEndedCode } from '../http/token-cookie';
+import { requestCredential } from '../http/request-credential';
+import { clearTokenCookieIfPresented, takeEndedCode } from '../http/token-cookie';
 import { admitHashes, chargeHashes } from '../passwords/budget';
 import { hashPassword, MAX_PASSWORD_LENGTH, verifyPassword } from '../passwords/hash';
 import { sendAfterAnswer, sendVerificationLink } from '../email/links';
 import { COALESCED_EVENT_TYPES } from '../storage/records';
+import { callAuthority, callAuthorityForValue } from '../user-authority/call';
 import { assertCookieDeliveryAllowed, isoInstant, newSessionResponse, TOKEN_DELIVERIES, tokenResponse } from './responses';
 
 export const MAX_EMAIL_LENGTH = 320;
@@ -36,12 +30,12 @@ const MAX_EVENTS = 100;
  * refused request is never counted as a failed attempt.
  */
 export async function checkCredentials(c: AppContext, rawEmail: string, password: string, hashes: number) {
-  const config = configOf(c);
+  const config = c.var.config;
   await admitHashes(config.hashBudget, hashes);
   const email = normalizeEmail(rawEmail);
   const clientIp = clientAddress(c);
   const nowMs = now();
-  const attempt = await storeOf(c).chargeLoginAttempt({
+  const attempt = await c.var.store.chargeLoginAttempt({
     email,
     clientIp,
     nowMs,
@@ -61,7 +55,7 @@ function requirePassword(body: Record<string, unknown>, name: string): string {
 
 export function requireNewPassword(c: AppContext, body: Record<string, unknown>, name: string): string {
   const password = requirePassword(body, name);
-  const min = configOf(c).passwordMinLength;
+  const min = c.var.config.passwordMinLength;
   if (codePoints(password) < min) {
     throw new ApiError('invalid_request', { detail: `"${name}" must be at least ${min} characters.` });
   }
@@ -73,10 +67,10 @@ export const authRoutes = new Hono<AppEnv>()
     const body = await readJsonObject(c.req.raw);
     const email = registrableEmail(field.string(body, 'email', MAX_EMAIL_LENGTH));
     const password = requireNewPassword(c, body, 'password');
-    await admitHashes(configOf(c).hashBudget, 1);
+    await admitHashes(c.var.config.hashBudget, 1);
     const user = { id: crypto.randomUUID(), email, passwordHash: await hashPassword(password), createdAt: now() };
-    if (!(await storeOf(c).insertUser(user))) throw new ApiError('email_taken');
-    sendAfterAnswer(c.executionCtx, 'a verification message', () => sendVerificationLink(c.env, configOf(c), user.id));
+    if (!(await c.var.store.insertUser(user))) throw new ApiError('email_taken');
+    sendAfterAnswer(c.executionCtx, 'a verification message', () => sendVerificationLink(c.env, c.var.config, user.id));
     return c.json({ user: { id: user.id, email: user.email, created_at: isoInstant(user.createdAt) } }, 201);
   })
 
@@ -93,24 +87,24 @@ export const authRoutes = new Hono<AppEnv>()
     if (!user || !check.ok) {
       // Recorded after the answer has left, so that a wrong password (an event in the user's
       // object) answers exactly as fast as an unknown email (nothing to record).
-      if (user) c.executionCtx.waitUntil(authorityOf(c, user.id).recordLoginFailure({ userId: user.id }));
+      if (user) c.executionCtx.waitUntil(c.var.authority(user.id).recordLoginFailure({ userId: user.id }));
       throw new ApiError('invalid_credentials');
     }
-    if (configOf(c).requireVerifiedEmail && !user.emailVerified) {
+    if (c.var.config.requireVerifiedEmail && !user.emailVerified) {
       // Refused only now, after the password check: only someone who knows the password learns
       // that the account exists and is unverified. The password was right, so its failure count
       // goes, and a fresh link goes out (within the per-user allowance): whoever let the first
       // link expire is not locked out for good.
       sendAfterAnswer(c.executionCtx, 'a verification message', async () => {
-        await storeOf(c).clearLoginAttempts({ email, clientIp });
-        await sendVerificationLink(c.env, configOf(c), user.id);
+        await c.var.store.clearLoginAttempts({ email, clientIp });
+        await sendVerificationLink(c.env, c.var.config, user.id);
       });
       throw new ApiError('email_unverified');
     }
-    if (check.needsRehash) chargeHashes(configOf(c).hashBudget, 1);
+    if (check.needsRehash) chargeHashes(c.var.config.hashBudget, 1);
     const upgraded = check.needsRehash ? await hashPassword(password) : null;
     const grant = await callAuthority(() =>
-      authorityOf(c, user.id).login({
+      c.var.authority(user.id).login({
         userId: user.id,
         checkedPasswordHash: user.passwordHash,
         upgradedPasswordHash: upgraded,
@@ -125,7 +119,7 @@ export const authRoutes = new Hono<AppEnv>()
 
   .post('/renew', async (c) => {
     // A session the browser renewed (DBSC) and ended leaves no token, only why it ended.
-    if (presentedToken(c) === undefined) {
+    if (requestCredential(c) === undefined) {
       const ended = takeEndedCode(c);
       if (ended === undefined) throw new ApiError('missing_token');
       // Answered here rather than thrown, so that the answer keeps the cookie's clearing.
@@ -135,25 +129,25 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims, proof } = await presentedCredential(c, { allowExpired: true });
     const scheme = proof ? 'DPoP' : 'Bearer';
     // Rule 2 needs no records: refuse an idle token here, without waking the user's object.
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
-    const grant = await callAuthority(() => authorityOf(c, claims.sub).renew(claims, proof ?? null), { scheme });
+    if (now() - claims.exp * 1000 > c.var.config.renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    const grant = await callAuthority(() => c.var.authority(claims.sub).renew(claims, proof ?? null), { scheme });
     // Renewed the way it was presented: a cookie is answered with a cookie.
-    return tokenResponse(c, grant, c.get('credential') === 'cookie' ? 'cookie' : 'bearer');
+    return tokenResponse(c, grant, deliveryFor(c.var.credential));
   })
 
   .post('/logout', async (c) => {
     const { claims, proof } = await presentedCredential(c, { allowExpired: true });
     const scheme = proof ? 'DPoP' : 'Bearer';
-    if (now() - claims.exp * 1000 > configOf(c).renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
-    await callAuthority(() => authorityOf(c, claims.sub).logout(claims, proof ?? null), { scheme });
-    if (c.get('credential') === 'cookie') clearTokenCookie(c);
+    if (now() - claims.exp * 1000 > c.var.config.renewWindowSeconds * 1000) throw new ApiError('session_inactive', { scheme });
+    await callAuthority(() => c.var.authority(claims.sub).endSession({ token: claims, proof: proof ?? null }), { scheme });
+    clearTokenCookieIfPresented(c);
     return c.body(null, 204);
   })
 
   .post('/logout-all', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    await callAuthority(() => authorityOf(c, claims.sub).logoutAll({ userId: claims.sub, sessionId: claims.sid }));
-    if (c.get('credential') === 'cookie') clearTokenCookie(c);
+    await callAuthority(() => c.var.authority(claims.sub).logoutAll({ userId: claims.sub, sessionId: claims.sid }));
+    clearTokenCookieIfPresented(c);
     return c.body(null, 204);
   })
 
@@ -169,7 +163,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { user, check, email: throttledEmail, clientIp } = await checkCredentials(c, email ?? '', currentPassword, 2);
     if (!user || user.id !== claims.sub || !check.ok) throw new ApiError('invalid_credentials');
     const grant = await callAuthority(async () =>
-      authorityOf(c, claims.sub).changePassword({
+      c.var.authority(claims.sub).changePassword({
         userId: claims.sub,
         sessionId: claims.sid,
         checkedPasswordHash: user.passwordHash,
@@ -178,15 +172,12 @@ export const authRoutes = new Hono<AppEnv>()
       }),
     );
     // A page in cookie mode gets the new session's token as a cookie even if it did not say so.
-    return newSessionResponse(c, grant, mode ?? (c.get('credential') === 'cookie' ? 'cookie' : 'bearer'));
+    return newSessionResponse(c, grant, mode ?? deliveryFor(c.var.credential));
   })
 
   .get('/sessions', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    const sessions = await callAuthority(async () => ({
-      ok: true as const,
-      value: await authorityOf(c, claims.sub).listSessions({ userId: claims.sub }),
-    }));
+    const sessions = await callAuthorityForValue(() => c.var.authority(claims.sub).listSessions({ userId: claims.sub }));
     c.header('cache-control', 'no-store');
     return c.json({
       sessions: sessions.map((session) => ({
@@ -203,8 +194,8 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims } = c.get('caller');
     const sessionId = c.req.param('id');
     if (sessionId.length > 128) throw new ApiError('not_found');
-    await callAuthority(() => authorityOf(c, claims.sub).revokeSession({ userId: claims.sub, sessionId }));
-    if (sessionId === claims.sid && c.get('credential') === 'cookie') clearTokenCookie(c);
+    await callAuthority(() => c.var.authority(claims.sub).endSession({ userId: claims.sub, sessionId }));
+    if (sessionId === claims.sid) clearTokenCookieIfPresented(c);
     return c.body(null, 204);
   })
 
@@ -212,10 +203,7 @@ export const authRoutes = new Hono<AppEnv>()
     const { claims } = c.get('caller');
     const before = eventCursor(c.req.query('cursor'));
     const limit = eventLimit(c.req.query('limit'));
-    const page = await callAuthority(async () => ({
-      ok: true as const,
-      value: await authorityOf(c, claims.sub).listEvents({ userId: claims.sub, before, limit }),
-    }));
+    const page = await callAuthorityForValue(() => c.var.authority(claims.sub).listEvents({ userId: claims.sub, before, limit }));
     c.header('cache-control', 'no-store');
     return c.json({
       events: page.events.map((event) => ({

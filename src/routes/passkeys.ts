@@ -2,7 +2,8 @@ import { Hono } from 'hono';
 import { now } from '../clock';
 import { ApiError } from '../errors';
 import { field, readJsonObject } from '../http/body';
-import { type AppEnv, authorityOf, callAuthority, configOf, storeOf } from '../http/context';
+import type { AppEnv } from '../http/context';
+import { callAuthority } from '../user-authority/call';
 import { loginProof } from '../http/login-proof';
 import { addressRateLimit } from '../http/rate-limit';
 import { requireAccessToken } from '../http/require-token';
@@ -46,10 +47,10 @@ function passkeyJson(passkey: PasskeyRecord) {
 export const passkeyRoutes = new Hono<AppEnv>()
   .post('/passkeys/register/options', requireAccessToken('strict'), async (c) => {
     const { claims, email } = c.get('caller');
-    const existing = await storeOf(c).passkeysOf(claims.sub);
-    const options = await creationOptions(configOf(c), { id: claims.sub, email: email ?? '' }, existing);
+    const existing = await c.var.store.passkeysOf(claims.sub);
+    const options = await creationOptions(c.var.config, { id: claims.sub, email: email ?? '' }, existing);
     await callAuthority(() =>
-      authorityOf(c, claims.sub).beginPasskeyRegistration({
+      c.var.authority(claims.sub).beginPasskeyRegistration({
         userId: claims.sub,
         sessionId: claims.sid,
         challenge: options.challenge,
@@ -64,10 +65,10 @@ export const passkeyRoutes = new Hono<AppEnv>()
     const body = await readJsonObject(c.req.raw);
     const response = readRegistrationResponse(body);
     const name = field.optionalLabel(body, 'name', MAX_PASSKEY_NAME);
-    const checked = await verifyRegistration(configOf(c), response);
+    const checked = await verifyRegistration(c.var.config, response);
     if (!checked.ok) throw new ApiError('passkey_rejected');
     const passkey = await callAuthority(() =>
-      authorityOf(c, claims.sub).addPasskey({
+      c.var.authority(claims.sub).addPasskey({
         userId: claims.sub,
         sessionId: claims.sid,
         challenge: checked.challenge,
@@ -79,8 +80,8 @@ export const passkeyRoutes = new Hono<AppEnv>()
   })
 
   .post('/passkeys/login/options', addressRateLimit('PASSKEY_RATE_LIMITER'), async (c) => {
-    const options = await requestOptions(configOf(c));
-    await storeOf(c).insertLoginChallenge(options.challenge, now() + PASSKEY_CHALLENGE_TTL_MS);
+    const options = await requestOptions(c.var.config);
+    await c.var.store.insertLoginChallenge(options.challenge, now() + PASSKEY_CHALLENGE_TTL_MS);
     c.header('cache-control', 'no-store');
     return c.json(options);
   })
@@ -97,20 +98,20 @@ export const passkeyRoutes = new Hono<AppEnv>()
     const dpop = await loginProof(c);
     // The challenge is spent here, before anything else is judged: a response is answered once,
     // whatever its fate, and a failed one cannot be retried with variations.
-    const { challengeValid, credential } = await storeOf(c).beginPasskeyLogin({
+    const { challengeValid, credential } = await c.var.store.beginPasskeyLogin({
       challenge,
       credentialId: response.id,
       nowMs: now(),
     });
     if (!challengeValid || !credential) throw new ApiError('invalid_credentials');
-    const checked = await verifyAssertion(configOf(c), response, challenge, credential);
+    const checked = await verifyAssertion(c.var.config, response, challenge, credential);
     if (!checked.ok) throw new ApiError('invalid_credentials');
     // As for a password login: only once the credential is proven, so it reveals nothing to others.
-    if (configOf(c).requireVerifiedEmail && !(await storeOf(c).emailVerifiedOf(credential.userId))) {
+    if (c.var.config.requireVerifiedEmail && !(await c.var.store.emailVerifiedOf(credential.userId))) {
       throw new ApiError('email_unverified');
     }
     const grant = await callAuthority(() =>
-      authorityOf(c, credential.userId).loginWithPasskey({
+      c.var.authority(credential.userId).loginWithPasskey({
         userId: credential.userId,
         passkeyId: credential.id,
         counter: checked.counter,
@@ -126,7 +127,7 @@ export const passkeyRoutes = new Hono<AppEnv>()
 
   .get('/passkeys', requireAccessToken('strict'), async (c) => {
     const { claims } = c.get('caller');
-    const passkeys = await storeOf(c).passkeysOf(claims.sub);
+    const passkeys = await c.var.store.passkeysOf(claims.sub);
     c.header('cache-control', 'no-store');
     return c.json({ passkeys: passkeys.map(passkeyJson) });
   })
@@ -136,7 +137,7 @@ export const passkeyRoutes = new Hono<AppEnv>()
     const passkeyId = c.req.param('id');
     if (passkeyId.length > MAX_CREDENTIAL_ID_LENGTH || !/^[\w-]+$/.test(passkeyId)) throw new ApiError('not_found');
     await callAuthority(() =>
-      authorityOf(c, claims.sub).removePasskey({ userId: claims.sub, sessionId: claims.sid, passkeyId }),
+      c.var.authority(claims.sub).removePasskey({ userId: claims.sub, sessionId: claims.sid, passkeyId }),
     );
     return c.body(null, 204);
   });

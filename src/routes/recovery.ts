@@ -4,7 +4,8 @@ import { sendAfterAnswer, sendResetLink, sendVerificationLink } from '../email/l
 import { isLinkToken, isUsableLink, type LinkPurpose, linkTokenHash } from '../email/tokens';
 import { ApiError, type ErrorCode } from '../errors';
 import { field, readJsonObject, registrableEmail } from '../http/body';
-import { type AppContext, type AppEnv, authorityOf, callAuthority, configOf, storeOf } from '../http/context';
+import type { AppContext, AppEnv } from '../http/context';
+import { callAuthority } from '../user-authority/call';
 import { addressRateLimit } from '../http/rate-limit';
 import { requireAccessToken } from '../http/require-token';
 import { admitHashes } from '../passwords/budget';
@@ -28,7 +29,7 @@ const INVALID_LINK = {
 async function usableLink(c: AppContext, token: string, purpose: LinkPurpose) {
   if (!isLinkToken(token)) throw new ApiError(INVALID_LINK[purpose]);
   const tokenHash = await linkTokenHash(token);
-  const link = await storeOf(c).findLinkToken(tokenHash);
+  const link = await c.var.store.findLinkToken(tokenHash);
   if (!isUsableLink(link, purpose, undefined, now())) throw new ApiError(INVALID_LINK[purpose]);
   return { link, tokenHash };
 }
@@ -47,7 +48,7 @@ export const recoveryRoutes = new Hono<AppEnv>()
   .post('/password/forgot', addressRateLimit(), async (c) => {
     const body = await readJsonObject(c.req.raw);
     const email = registrableEmail(field.string(body, 'email', MAX_EMAIL_LENGTH));
-    sendAfterAnswer(c.executionCtx, 'a password-reset message', () => sendResetLink(c.env, configOf(c), email));
+    sendAfterAnswer(c.executionCtx, 'a password-reset message', () => sendResetLink(c.env, c.var.config, email));
     c.header('cache-control', 'no-store');
     return c.json({ message: 'If an account uses this email address, a link to reset its password is on its way.' }, 202);
   })
@@ -65,10 +66,10 @@ export const recoveryRoutes = new Hono<AppEnv>()
     assertCookieDeliveryAllowed(c, mode);
     const { link, tokenHash } = await usableLink(c, token, 'reset');
     const newPassword = requireNewPassword(c, body, 'new_password');
-    await admitHashes(configOf(c).hashBudget, 1);
+    await admitHashes(c.var.config.hashBudget, 1);
     const newPasswordHash = await hashPassword(newPassword);
     const grant = await callAuthority(() =>
-      authorityOf(c, link.userId).resetPassword({ userId: link.userId, tokenHash, newPasswordHash, client }),
+      c.var.authority(link.userId).resetPassword({ userId: link.userId, tokenHash, newPasswordHash, client }),
     );
     return newSessionResponse(c, grant, mode ?? 'bearer');
   })
@@ -78,7 +79,7 @@ export const recoveryRoutes = new Hono<AppEnv>()
     const body = await readJsonObject(c.req.raw);
     const token = field.string(body, 'token', MAX_LINK_TOKEN_LENGTH);
     const { link, tokenHash } = await usableLink(c, token, 'verify');
-    await callAuthority(() => authorityOf(c, link.userId).markEmailVerified({ userId: link.userId, tokenHash }));
+    await callAuthority(() => c.var.authority(link.userId).markEmailVerified({ userId: link.userId, tokenHash }));
     c.header('cache-control', 'no-store');
     return c.json({ email_verified: true });
   })
@@ -87,7 +88,7 @@ export const recoveryRoutes = new Hono<AppEnv>()
   .post('/email/resend', addressRateLimit(), requireAccessToken('strict'), async (c) => {
     const { claims, emailVerified } = c.get('caller');
     if (emailVerified) throw new ApiError('email_already_verified');
-    const sent = await sendVerificationLink(c.env, configOf(c), claims.sub);
+    const sent = await sendVerificationLink(c.env, c.var.config, claims.sub);
     if (sent.outcome === 'throttled') throw new ApiError('too_many_attempts', { retryAfterSeconds: sent.retryAfterSeconds });
     if (sent.outcome === 'not_sent') throw new ApiError('email_already_verified');
     c.header('cache-control', 'no-store');

@@ -1,12 +1,12 @@
 import { ApiError } from '../errors';
 import type { AppContext } from '../http/context';
+import type { TokenDelivery } from '../http/credentials';
 import { allowedOrigin } from '../http/cors';
 import { clearEndedCookie, setTokenCookie } from '../http/token-cookie';
 import { offerDeviceBinding } from './dbsc';
 import type { TokenGrant } from '../user-authority/results';
 
-/** How a token response hands the token over: in the body, or as the HttpOnly cookie (API.md "Browsers"). */
-export type TokenDelivery = 'bearer' | 'cookie';
+export type { TokenDelivery };
 
 export const TOKEN_DELIVERIES = ['bearer', 'cookie'] as const;
 

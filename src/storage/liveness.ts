@@ -1,6 +1,6 @@
 import { now } from '../clock';
 import type { Config } from '../config';
-import { renewalPolicy, type SessionState, sessionStanding } from '../renewal/decide';
+import { renewalPolicy, type SessionLiveness, revocationStanding } from '../sessions/decide';
 import type { SessionMirror } from './records';
 import type { Store } from './store';
 
@@ -9,7 +9,7 @@ export const NOT_LIVE = {
   revoked: 'session_revoked',
   expired: 'session_expired',
   inactive: 'session_inactive',
-} as const satisfies Record<Exclude<SessionState, 'live'>, string>;
+} as const satisfies Record<Exclude<SessionLiveness, 'live'>, string>;
 
 /**
  * The strict check's one D1 read: D1's mirror of the token's session and the user's revocation
@@ -23,7 +23,7 @@ export async function readSessionLiveness(
   config: Config,
 ): Promise<{ live: true; mirror: SessionMirror } | { live: false; code: (typeof NOT_LIVE)[keyof typeof NOT_LIVE] }> {
   const mirror = await store.readSessionMirror(claims.sid, claims.sub);
-  const standing = sessionStanding(mirror?.session ?? null, mirror?.user ?? null, now(), renewalPolicy(config));
+  const standing = revocationStanding(mirror?.session ?? null, mirror?.user ?? null, now(), renewalPolicy(config));
   if (standing === 'live' && mirror) return { live: true, mirror };
   return { live: false, code: NOT_LIVE[standing === 'live' ? 'revoked' : standing] };
 }

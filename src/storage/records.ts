@@ -1,4 +1,4 @@
-import type { SessionRecord } from '../renewal/decide';
+import type { SessionRecord } from '../sessions/decide';
 
 export type SecurityEventType =
   | 'login'
@@ -78,7 +78,7 @@ export type DirectoryWrite =
   | { kind: 'revoke_user'; userId: string; at: number }
   | { kind: 'revoke_session'; userId: string; sessionId: string; at: number }
   /**
-   * The account is deleted: every D1 row of the user goes (store.ts). Once D1 has it, the object
+   * The account is deleted: every D1 row of the user goes (directory/object-writes.ts). Once D1 has it, the object
    * keeps nothing of the user either (user-records.ts, `delivered`).
    */
   | { kind: 'delete_user'; userId: string; at: number };
@@ -123,7 +123,7 @@ export interface NewPasskey {
   name: string | null;
 }
 
-/** What a passkey sign-in found when it tried to record its session (store.ts). */
+/** What a passkey sign-in found when it tried to record its session (directory/object-writes.ts). */
 export type PasskeyLoginRecord =
   | { kind: 'recorded' }
   /** The passkey is not (or no longer) the user's: removed meanwhile. */

@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors';
+import type { StoredEvent } from '../storage/records';
 
 /** A freshly issued (or re-answered) access token. */
 export interface TokenGrant {
@@ -49,7 +50,7 @@ export interface ProofOfPossession {
 /** Why a DBSC refresh ends the browser's session. */
 export type DbscEndCode = 'session_revoked' | 'session_expired' | 'session_inactive';
 
-/** What a DBSC refresh comes to (see `UserAuthority.refreshDbsc`). */
+/** What a DBSC refresh comes to (dbsc.ts, `refresh`). */
 export type DbscRefreshOutcome =
   /** The session cannot be refreshed (unknown, not bound through DBSC, or over): the browser ends it. */
   | { kind: 'end'; code: DbscEndCode }
@@ -67,3 +68,18 @@ export type DbscRefreshOutcome =
 export type Reauthentication =
   | { kind: 'password'; checkedPasswordHash: string }
   | { kind: 'passkey'; passkeyId: string; counter: number };
+
+/** A live session of the user, as the sessions list shows it. */
+export interface SessionSummary {
+  id: string;
+  client: string | null;
+  createdAt: number;
+  /** When its newest token was minted; null while it has only the login's. */
+  lastRenewedAt: number | null;
+}
+
+export interface EventPage {
+  events: StoredEvent[];
+  /** Pass as `before` for the next (older) page; null on the last page. */
+  next: number | null;
+}

@@ -43,10 +43,12 @@ class Challenges {
 async function judge(request: Request, materialized: MaterializedDbscCase, testCase: DbscProofCase, store: Challenges): Promise<Verdict> {
   const field = readProofField(request);
   if (field.kind !== 'one') return { ok: false, reason: field.kind };
+  const { registered } = materialized;
+  if (testCase.use === 'refresh' && registered === undefined) throw new Error('a refresh case materialized without a registered key');
   const verified =
-    testCase.use === 'registration'
+    testCase.use === 'registration' || registered === undefined
       ? await verifyDbscProof(field.value, { use: 'registration', nowMs: materialized.nowMs })
-      : await verifyDbscProof(field.value, { use: 'refresh', key: materialized.registered!, nowMs: materialized.nowMs });
+      : await verifyDbscProof(field.value, { use: 'refresh', key: registered, nowMs: materialized.nowMs });
   if (!verified.ok) return { ok: false, reason: verified.reason };
   const verdict = store.take(SESSION_A, verified.jti);
   if (verdict !== 'ok') return { ok: false, reason: verdict };

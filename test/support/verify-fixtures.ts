@@ -3,7 +3,7 @@
  * itself. Runtime-neutral: these tests run in workerd and in Node.
  */
 import { base64url, type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { nowSeconds } from '../../src/clock';
+import { nowSeconds } from '../../packages/verify/src/clock';
 
 export const ISSUER = 'https://issuer.test';
 export const AUDIENCE = 'latchkey';

@@ -94,7 +94,8 @@ describe('the command-line client against npm start', () => {
   }, 30_000);
 
   it('logs in bound to its key file (token_type DPoP), reads /api/me, renews and logs out', async () => {
-    const base = server!.url;
+    if (server === undefined) throw new Error('npm start did not come up');
+    const base = server.url;
     const email = `cli-${Date.now().toString(36)}@example.com`;
     const password = 'correct horse battery staple';
     const registered = await fetch(`${base}/auth/register`, {

@@ -9,7 +9,7 @@ import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { now } from '../../src/clock';
 import { parseConfig } from '../../src/config';
-import { accessTokenClaims } from '../../src/tokens/claims';
+import { accessTokenClaims } from '../../src/sessions/claims';
 import { keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
 import { expectProblem, send, workers } from './workers';

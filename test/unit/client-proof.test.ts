@@ -12,7 +12,8 @@ import { verifyDpopProof } from '../../packages/verify/src/dpop/proof';
 async function signer(): Promise<ProofSigner> {
   const pair = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;
   const { kty, crv, x, y } = (await crypto.subtle.exportKey('jwk', pair.publicKey)) as JsonWebKey;
-  return { privateKey: pair.privateKey, jwk: { kty: kty!, crv: crv!, x: x!, y: y! } };
+  if (kty === undefined || crv === undefined || x === undefined || y === undefined) throw new Error('the exported public JWK lacks a member');
+  return { privateKey: pair.privateKey, jwk: { kty, crv, x, y } };
 }
 
 describe("the browser client's DPoP proofs", () => {
@@ -38,9 +39,10 @@ describe("the browser client's DPoP proofs", () => {
   it('carry no ath without a token (login, cookie mode), and the private key cannot be exported', async () => {
     const key = await signer();
     const proof = await makeProof(key, { method: 'POST', url: 'https://auth.example.test/auth/login', iatSeconds: 1_767_268_800 });
-    const claims = JSON.parse(Buffer.from(proof.split('.')[1]!, 'base64url').toString());
+    const [header = '', payload = ''] = proof.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
     expect(claims).not.toHaveProperty('ath');
-    expect(Object.keys(JSON.parse(Buffer.from(proof.split('.')[0]!, 'base64url').toString()).jwk).sort()).toEqual(['crv', 'kty', 'x', 'y']);
+    expect(Object.keys(JSON.parse(Buffer.from(header, 'base64url').toString()).jwk).sort()).toEqual(['crv', 'kty', 'x', 'y']);
     await expect(crypto.subtle.exportKey('jwk', key.privateKey)).rejects.toThrow();
   });
 });

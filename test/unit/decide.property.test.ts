@@ -13,19 +13,19 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   decideRenewal,
-  type PresentedToken,
+  type TokenGeneration,
   type RenewalDecision,
   type RenewalPolicy,
   type SessionRecord,
   type UserInstants,
-} from '../../src/renewal/decide';
+} from '../../src/sessions/decide';
 
 const SECOND = 1000;
 const DAY = 86_400_000;
 const EPOCH = 1_800_000_000_000;
 
 interface Scenario {
-  token: PresentedToken;
+  token: TokenGeneration;
   session: SessionRecord | null;
   user: UserInstants | null;
   nowMs: number;
@@ -37,7 +37,7 @@ interface Scenario {
 // The reference model: PROTOCOL.md's table, rules 2 to 8, read literally.
 
 /** The instants at which the presented token can have been minted, given what the records say. */
-function latestMint(token: PresentedToken, session: SessionRecord): number {
+function latestMint(token: TokenGeneration, session: SessionRecord): number {
   // A token's iat is the floor of its mint instant; the session's first token was minted at its
   // login, and a superseded one before the current generation's mint (the user's clock hands out
   // each instant once).
@@ -48,24 +48,24 @@ function latestMint(token: PresentedToken, session: SessionRecord): number {
 function referenceDecision(scenario: Scenario): RenewalDecision {
   const { token, session, user, nowMs, policy } = scenario;
   // Rule 2: expired longer ago than RENEW_WINDOW, measured from exp without leeway.
-  if (nowMs > token.exp * SECOND + policy.renewWindowMs) return { kind: 'inactive' };
+  if (nowMs > token.exp * SECOND + policy.renewWindowMs) return { kind: 'inactive', session: null };
   // Rule 3: unknown or revoked session, or a session whose login is at or before revoked_before.
-  if (session === null || user === null) return { kind: 'revoked' };
-  if (session.revokedAt !== null) return { kind: 'revoked' };
-  if (session.createdAt <= user.revokedBefore) return { kind: 'revoked' };
+  if (session === null || user === null) return { kind: 'revoked', session: null };
+  if (session.revokedAt !== null) return { kind: 'revoked', session: null };
+  if (session.createdAt <= user.revokedBefore) return { kind: 'revoked', session: null };
   // Rule 4: absolute lifetime since login.
-  if (nowMs > session.createdAt + policy.sessionMaxAgeMs) return { kind: 'expired' };
+  if (nowMs > session.createdAt + policy.sessionMaxAgeMs) return { kind: 'expired', session };
   // Rule 5: the newest token.
-  if (token.gen === session.gen) return { kind: 'rotate', nextGen: session.gen + 1 };
+  if (token.gen === session.gen) return { kind: 'rotate', session, nextGen: session.gen + 1 };
   // Rule 6: the previous one, while the current one is younger than REUSE_GRACE.
-  if (token.gen + 1 === session.gen && nowMs < session.genMintedAt + policy.reuseGraceMs) return { kind: 'grace' };
+  if (token.gen + 1 === session.gen && nowMs < session.genMintedAt + policy.reuseGraceMs) return { kind: 'grace', session };
   // Rule 7: superseded. "User" scope unless the token was certainly minted before the last login,
   // as precisely as the records and `iat` place it; anything less certain, toward safety, is "user".
   if (token.gen < session.gen) {
-    return { kind: 'reuse', scope: latestMint(token, session) < user.lastLoginAt ? 'session' : 'user' };
+    return { kind: 'reuse', session, scope: latestMint(token, session) < user.lastLoginAt ? 'session' : 'user' };
   }
   // Rule 8.
-  return { kind: 'mismatch' };
+  return { kind: 'mismatch', session };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ describe('decideRenewal: invariants', () => {
             expect(again.kind).not.toBe('reuse');
             const at = scenario.nowMs + offset;
             if (at <= session.createdAt + policy.sessionMaxAgeMs && at <= current.exp * SECOND + policy.renewWindowMs) {
-              expect(again).toEqual({ kind: 'grace' });
+              expect(again).toEqual({ kind: 'grace', session: next });
             }
           }
         },
@@ -242,7 +242,7 @@ describe('decideRenewal: invariants', () => {
         const { token, session, user, nowMs, policy } = scenario;
         if (!session || !user || token.iat >= Math.floor(user.lastLoginAt / SECOND)) return;
         const decision = decideRenewal(token, session, user, nowMs, policy);
-        expect(decision).not.toEqual({ kind: 'reuse', scope: 'user' });
+        expect(decision).not.toEqual({ kind: 'reuse', session, scope: 'user' });
       }),
       RUNS,
     );
@@ -266,10 +266,10 @@ describe('decideRenewal: invariants', () => {
           dbscJkt: null,
         };
         const user: UserInstants = { revokedBefore: 0, lastLoginAt: nowMs };
-        const minted: PresentedToken[] = [{ gen: 1, iat: Math.floor(nowMs / SECOND), exp: session.genExpiresAt }];
+        const minted: TokenGeneration[] = [{ gen: 1, iat: Math.floor(nowMs / SECOND), exp: session.genExpiresAt }];
         for (const { pick, advanceMs } of steps) {
           nowMs += advanceMs + 1;
-          const token = minted[pick % minted.length] as PresentedToken;
+          const token = minted[pick % minted.length] as TokenGeneration;
           const decision = decideRenewal(token, session, user, nowMs, policy);
           if (session.revokedAt !== null) expect(['rotate', 'grace']).not.toContain(decision.kind);
           if (decision.kind === 'rotate') {

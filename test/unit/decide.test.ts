@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   decideRenewal,
-  type PresentedToken,
+  type TokenGeneration,
   type RenewalPolicy,
   type SessionRecord,
-  sessionState,
+  sessionLiveness,
   type UserInstants,
-} from '../../src/renewal/decide';
+} from '../../src/sessions/decide';
 
 const policy: RenewalPolicy = { renewWindowMs: 14 * 86_400_000, sessionMaxAgeMs: 30 * 86_400_000, reuseGraceMs: 10_000 };
 const LOGIN = 1_800_000_000_123; // ms
@@ -30,7 +30,7 @@ function scenario(gen: number, mintedAt: number) {
   return { session, user };
 }
 
-function tokenOf(gen: number, mintedAtMs: number): PresentedToken {
+function tokenOf(gen: number, mintedAtMs: number): TokenGeneration {
   const iat = Math.floor(mintedAtMs / 1000);
   return { gen, iat, exp: iat + TTL };
 }
@@ -42,33 +42,36 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
   it('rule 2: a token expired longer ago than RENEW_WINDOW is inactive', () => {
     const token = tokenOf(3, mintedAt);
     const justInside = token.exp * 1000 + policy.renewWindowMs;
-    expect(decideRenewal(token, session, user, justInside, policy)).toEqual({ kind: 'rotate', nextGen: 4 });
-    expect(decideRenewal(token, session, user, justInside + 1, policy)).toEqual({ kind: 'inactive' });
+    expect(decideRenewal(token, session, user, justInside, policy)).toEqual({ kind: 'rotate', session, nextGen: 4 });
+    expect(decideRenewal(token, session, user, justInside + 1, policy)).toEqual({ kind: 'inactive', session: null });
   });
 
   it('rule 2 comes before everything stored: even an unknown session answers inactive', () => {
     const token = tokenOf(3, mintedAt);
     expect(decideRenewal(token, null, null, token.exp * 1000 + policy.renewWindowMs + 1, policy)).toEqual({
       kind: 'inactive',
+      session: null,
     });
   });
 
   it('rule 3: an unknown session is revoked', () => {
-    expect(decideRenewal(tokenOf(3, mintedAt), null, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked' });
+    expect(decideRenewal(tokenOf(3, mintedAt), null, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked', session: null });
   });
 
   it('rule 3: a session marked revoked is revoked', () => {
     const revoked = { ...session, revokedAt: mintedAt + 10 };
-    expect(decideRenewal(tokenOf(3, mintedAt), revoked, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked' });
+    expect(decideRenewal(tokenOf(3, mintedAt), revoked, user, mintedAt + 1000, policy)).toEqual({ kind: 'revoked', session: null });
   });
 
   it('rule 3: a session logged in at or before revoked_before is revoked, to the millisecond', () => {
     const token = tokenOf(3, mintedAt);
     expect(decideRenewal(token, session, { ...user, revokedBefore: LOGIN }, mintedAt + 1, policy)).toEqual({
       kind: 'revoked',
+      session: null,
     });
     expect(decideRenewal(token, session, { ...user, revokedBefore: LOGIN - 1 }, mintedAt + 1, policy)).toEqual({
       kind: 'rotate',
+      session,
       nextGen: 4,
     });
   });
@@ -80,6 +83,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const laterSession = { ...session, createdAt: revokedBefore + 1 };
     expect(decideRenewal(token, laterSession, { ...user, revokedBefore }, mintedAt + 5000, policy)).toEqual({
       kind: 'revoked',
+      session: null,
     });
   });
 
@@ -92,27 +96,30 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     expect(decideRenewal(token, oldSession, user, LOGIN + policy.sessionMaxAgeMs, policy).kind).toBe('rotate');
     expect(decideRenewal(token, oldSession, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toEqual({
       kind: 'expired',
+      session: oldSession,
     });
   });
 
   it('rule 3 comes before rule 4: a revoked and too old session answers revoked', () => {
     const revoked = { ...oldSession, revokedAt: lateMint };
     const token = tokenOf(900, lateMint);
-    expect(decideRenewal(token, revoked, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toEqual({ kind: 'revoked' });
+    expect(decideRenewal(token, revoked, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toEqual({ kind: 'revoked', session: null });
   });
 
   it('rule 5: the newest token of the session rotates to the next generation', () => {
     expect(decideRenewal(tokenOf(3, mintedAt), session, user, mintedAt + 200_000, policy)).toEqual({
       kind: 'rotate',
+      session,
       nextGen: 4,
     });
   });
 
   it('rule 6: the previous generation within REUSE_GRACE answers the current generation', () => {
     const previous = tokenOf(2, mintedAt - 290_000);
-    expect(decideRenewal(previous, session, user, mintedAt, policy)).toEqual({ kind: 'grace' });
+    expect(decideRenewal(previous, session, user, mintedAt, policy)).toEqual({ kind: 'grace', session });
     expect(decideRenewal(previous, session, user, mintedAt + policy.reuseGraceMs - 1, policy)).toEqual({
       kind: 'grace',
+      session,
     });
   });
 
@@ -120,6 +127,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const previous = tokenOf(2, mintedAt - 290_000);
     expect(decideRenewal(previous, session, user, mintedAt + policy.reuseGraceMs, policy)).toEqual({
       kind: 'reuse',
+      session,
       scope: 'user',
     });
   });
@@ -131,7 +139,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
 
   it('rule 7: scope "user" when the token was minted at or after the last login', () => {
     const token = tokenOf(1, LOGIN);
-    expect(decideRenewal(token, session, user, mintedAt + 60_000, policy)).toEqual({ kind: 'reuse', scope: 'user' });
+    expect(decideRenewal(token, session, user, mintedAt + 60_000, policy)).toEqual({ kind: 'reuse', session, scope: 'user' });
   });
 
   it('rule 7: scope "session" when the token was minted before the user last typed their password', () => {
@@ -139,6 +147,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const later = { ...user, lastLoginAt: mintedAt + 30_000 };
     expect(decideRenewal(token, session, later, mintedAt + 60_000, policy)).toEqual({
       kind: 'reuse',
+      session,
       scope: 'session',
     });
   });
@@ -149,6 +158,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const sameSecond = { gen: 2, iat: Math.floor(lastLoginAt / 1000), exp: Math.floor(lastLoginAt / 1000) + TTL };
     expect(decideRenewal(sameSecond, session, { ...user, lastLoginAt }, mintedAt + 60_000, policy)).toEqual({
       kind: 'reuse',
+      session,
       scope: 'user',
     });
   });
@@ -160,6 +170,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const token = { gen: 1, iat: Math.floor(login / 1000), exp: Math.floor(login / 1000) + TTL };
     expect(decideRenewal(token, first, { ...user, lastLoginAt: login + 300 }, login + 60_000, policy)).toEqual({
       kind: 'reuse',
+      session: first,
       scope: 'session',
     });
   });
@@ -171,6 +182,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const token = { gen: 2, iat: Math.floor(second / 1000), exp: Math.floor(second / 1000) + TTL };
     expect(decideRenewal(token, renewed, { ...user, lastLoginAt: second + 300 }, second + 60_000, policy)).toEqual({
       kind: 'reuse',
+      session: renewed,
       scope: 'session',
     });
   });
@@ -178,13 +190,14 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
   it('rule 1b: a session bound to a DPoP key needs a proof by that key, before anything else, even an idle token', () => {
     const bound = { ...session, dpopJkt: 'key-a' };
     const token = tokenOf(3, mintedAt);
-    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy)).toEqual({ kind: 'unproven' });
-    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-b' })).toEqual({ kind: 'unproven' });
-    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dbsc', jkt: 'key-a' })).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy)).toEqual({ kind: 'unproven', session: bound });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-b' })).toEqual({ kind: 'unproven', session: bound });
+    expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dbsc', jkt: 'key-a' })).toEqual({ kind: 'unproven', session: bound });
     const idle = token.exp * 1000 + policy.renewWindowMs + 1;
-    expect(decideRenewal(token, bound, user, idle, policy)).toEqual({ kind: 'unproven' });
+    expect(decideRenewal(token, bound, user, idle, policy)).toEqual({ kind: 'unproven', session: bound });
     expect(decideRenewal(token, bound, user, mintedAt + 1000, policy, { kind: 'dpop', jkt: 'key-a' })).toEqual({
       kind: 'rotate',
+      session: bound,
       nextGen: 4,
     });
   });
@@ -212,9 +225,10 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
     const beforeExpiry = token.exp * 1000 - 1;
 
     it('is renewed by the browser: nothing is minted', () => {
-      expect(decideRenewal(token, bound, user, beforeExpiry, policy)).toEqual({ kind: 'browser_renews' });
+      expect(decideRenewal(token, bound, user, beforeExpiry, policy)).toEqual({ kind: 'browser_renews', session: bound });
       expect(decideRenewal(token, { ...bound, dpopJkt: 'client-key' }, user, beforeExpiry, policy, { kind: 'dpop', jkt: 'client-key' })).toEqual({
         kind: 'browser_renews',
+        session: { ...bound, dpopJkt: 'client-key' },
       });
     });
 
@@ -238,7 +252,7 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
   });
 
   it('rule 8: a generation beyond the stored one is a mismatch', () => {
-    expect(decideRenewal(tokenOf(4, mintedAt), session, user, mintedAt + 1000, policy)).toEqual({ kind: 'mismatch' });
+    expect(decideRenewal(tokenOf(4, mintedAt), session, user, mintedAt + 1000, policy)).toEqual({ kind: 'mismatch', session });
   });
 
   it('rule 6 never applies at generation 1: nothing precedes it', () => {
@@ -247,20 +261,20 @@ describe('decideRenewal: the decision table of PROTOCOL.md', () => {
   });
 });
 
-describe('sessionState: liveness for strict routes', () => {
+describe('sessionLiveness: liveness for strict routes', () => {
   const { session, user } = scenario(2, LOGIN + 1000);
 
   it('is live inside every limit', () => {
-    expect(sessionState(session, user, LOGIN + 5000, policy)).toBe('live');
+    expect(sessionLiveness(session, user, LOGIN + 5000, policy)).toBe('live');
   });
 
   it('is inactive once the newest token expired longer ago than RENEW_WINDOW', () => {
     const idle = session.genExpiresAt * 1000 + policy.renewWindowMs + 1;
-    expect(sessionState({ ...session, createdAt: idle - 1000 }, user, idle, policy)).toBe('inactive');
+    expect(sessionLiveness({ ...session, createdAt: idle - 1000 }, user, idle, policy)).toBe('inactive');
   });
 
   it('is revoked, expired, in that order of precedence', () => {
-    expect(sessionState(session, { ...user, revokedBefore: LOGIN }, LOGIN + 5000, policy)).toBe('revoked');
-    expect(sessionState(session, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toBe('expired');
+    expect(sessionLiveness(session, { ...user, revokedBefore: LOGIN }, LOGIN + 5000, policy)).toBe('revoked');
+    expect(sessionLiveness(session, user, LOGIN + policy.sessionMaxAgeMs + 1, policy)).toBe('expired');
   });
 });

@@ -14,7 +14,7 @@ import { now } from '../../src/clock';
 import { configFrom } from '../../src/config';
 import { checkPossession, readProofHeader } from '../../packages/verify/src/dpop/possession';
 import { authorizationCredential } from '../../src/http/credentials';
-import { accessTokenClaims } from '../../src/tokens/claims';
+import { accessTokenClaims } from '../../src/sessions/claims';
 import { keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
 import { verifyAccessToken } from '../../packages/verify/src/tokens/verify';

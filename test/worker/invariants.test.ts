@@ -196,13 +196,13 @@ describe('PROTOCOL.md invariants', () => {
       const { id, token } = await signedInUser();
       const outcome = await runInDurableObject(authorityStub(id), (_instance, state) => {
         const records = new UserRecords(state.storage.sql);
-        const session = records.loadSession(id, token.session_id);
+        const session = records.sessions.load(id, token.session_id);
         if (!session) return 'no session';
         const next = { ...session, gen: session.gen + 1, genMintedAt: session.genMintedAt + 1 };
         try {
           state.storage.transactionSync(() => {
-            records.advanceGeneration(next, session.gen);
-            records.advanceGeneration({ ...next, gen: session.gen + 2 }, session.gen);
+            records.sessions.advanceGeneration(next, session.gen);
+            records.sessions.advanceGeneration({ ...next, gen: session.gen + 2 }, session.gen);
           });
           return 'committed';
         } catch (error) {

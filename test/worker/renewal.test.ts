@@ -3,7 +3,7 @@ import { SignJWT, importJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { testClock } from '../../src/clock';
 import { runInDurableObject } from 'cloudflare:test';
-import type { SessionRecord } from '../../src/renewal/decide';
+import type { SessionRecord } from '../../src/sessions/decide';
 import { UserRecords } from '../../src/storage/user-records';
 import { direct } from '../support/direct';
 import { authorityNamespaceWith } from '../support/authority-with';
@@ -194,11 +194,11 @@ describe('concurrency', () => {
     const { id, token } = await signedInUser();
     const outcome = await runInDurableObject(authorityStub(id), (_instance, state) => {
       const records = new UserRecords(state.storage.sql);
-      const session = records.loadSession(id, token.session_id) as SessionRecord;
+      const session = records.sessions.load(id, token.session_id) as SessionRecord;
       const next = { ...session, gen: 2, genMintedAt: session.genMintedAt + 1 };
       const attempt = () => {
         try {
-          state.storage.transactionSync(() => records.advanceGeneration(next, 1));
+          state.storage.transactionSync(() => records.sessions.advanceGeneration(next, 1));
           return true;
         } catch {
           return false;
@@ -215,9 +215,9 @@ describe('concurrency', () => {
     expect((await call('/auth/logout', { method: 'POST', token: token.access_token })).status).toBe(204);
     const advanced = await runInDurableObject(authorityStub(id), (_instance, state) => {
       const records = new UserRecords(state.storage.sql);
-      const session = records.loadSession(id, token.session_id) as SessionRecord;
+      const session = records.sessions.load(id, token.session_id) as SessionRecord;
       try {
-        state.storage.transactionSync(() => records.advanceGeneration({ ...session, gen: 2 }, 1));
+        state.storage.transactionSync(() => records.sessions.advanceGeneration({ ...session, gen: 2 }, 1));
         return true;
       } catch {
         return false;

@@ -13,7 +13,8 @@ import { describe, expect, it } from 'vitest';
 import { app } from '../../src/app';
 import { testClock } from '../../src/clock';
 import { configFrom } from '../../src/config';
-import { type AccessTokenClaims, generationJti } from '../../src/tokens/claims';
+import { generationJti } from '../../src/sessions/claims';
+import type { AccessTokenClaims } from '../../src/tokens/claims';
 import { keyringFor } from '../../src/tokens/keys';
 import { signAccessToken } from '../../src/tokens/sign';
 import { verifiedTokens } from '../../src/tokens/verified-cache';
@@ -234,7 +235,7 @@ describe('the cost of one operation', () => {
     const { token } = await loggedIn(email);
     const { response, tally } = await counted(post('/auth/logout', { token }));
     expect(response.status).toBe(204);
-    expect(tally.objectCalls).toEqual(['logout']);
+    expect(tally.objectCalls).toEqual(['endSession']);
     expect(tally.worker).toEqual(emptyD1());
     expect(tally.authority).toEqual({ roundTrips: 1, reads: 0, writes: 1, rowsRead: 1, rowsWritten: 1 });
   });
@@ -256,7 +257,7 @@ describe('the cost of one operation', () => {
     const other = await login(email);
     const { response, tally } = await counted(post(`/auth/sessions/${other.session_id}`, { token, method: 'DELETE' }));
     expect(response.status).toBe(204);
-    expect(tally.objectCalls).toEqual(['revokeSession']);
+    expect(tally.objectCalls).toEqual(['endSession']);
     expect(tally.worker).toEqual({ roundTrips: 1, reads: 1, writes: 0, rowsRead: 2, rowsWritten: 0 });
     expect(tally.authority).toEqual({ roundTrips: 1, reads: 0, writes: 1, rowsRead: 1, rowsWritten: 1 });
   });

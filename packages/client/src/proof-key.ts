@@ -117,7 +117,9 @@ export class ProofKeys {
       // extractable: false applies to the private key; a public key is always exportable.
       const pair = await crypto.subtle.generateKey(ALGORITHM, false, ['sign', 'verify']);
       const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', pair.publicKey);
-      const key: ProofKey = { privateKey: pair.privateKey, jwk: { kty: kty!, crv: crv!, x: x!, y: y! } };
+      // An EC public JWK always has these; without them no proof could name its key.
+      if (kty === undefined || crv === undefined || x === undefined || y === undefined) return null;
+      const key: ProofKey = { privateKey: pair.privateKey, jwk: { kty, crv, x, y } };
       await inStore('readwrite', (store) => store.put(key, this.#scope));
       return key;
     } catch {

@@ -115,8 +115,6 @@ interface HeldKeys {
  *   retired key must not stay trusted forever where the issuer cannot be reached.
  */
 export class RemoteKeySet implements KeySet {
-  /** How many fetches were sent: for tests and metrics. */
-  fetchCount = 0;
   private held: HeldKeys | undefined;
   private lastFetchMs = Number.NEGATIVE_INFINITY;
   private inFlight: Promise<void> | undefined;
@@ -156,7 +154,6 @@ export class RemoteKeySet implements KeySet {
     if (this.inFlight) return this.inFlight;
     if (now() - this.lastFetchMs < this.cooldownMs) return Promise.resolve();
     this.lastFetchMs = now();
-    this.fetchCount += 1;
     this.inFlight = this.fetchKeys()
       .then((held) => {
         this.held = held;

@@ -3,10 +3,11 @@ import { checkPossession, readProofHeader } from './dpop/possession.js';
 import { type DpopReplayStore, MemoryReplayCache } from './dpop/replay.js';
 import { type AuthorizationCredential, authorizationCredential } from './http/credentials.js';
 import type { AccessTokenClaims } from './tokens/claims.js';
-import { verifyAccessToken } from './tokens/verify.js';
+import { tokenFailureCode, verifyAccessToken } from './tokens/verify.js';
 import type { JwkSet } from './jwks.js';
 import { InlineKeySet, type KeySet, KeysUnavailableError, RemoteKeySet } from './key-sets.js';
 import { renderProblem, TOKEN_PROBLEMS, tokenChallenge } from './problems.js';
+import { isTransientPlatformFailure, TRANSIENT_RETRY_AFTER_SECONDS } from './platform.js';
 import { SESSION_FAULTS, type SessionFault, type SessionStatus } from './session-status.js';
 
 /**
@@ -206,7 +207,7 @@ class Verifier implements LatchkeyVerifier {
       }
       throw error;
     }
-    if (!result.ok) return { ok: false, code: result.reason === 'expired' ? 'token_expired' : 'invalid_token', ...scheme };
+    if (!result.ok) return { ok: false, code: tokenFailureCode(result), ...scheme };
     const { claims } = result;
     const boundJkt = claims.cnf?.jkt;
     if (policy === 'required' && boundJkt === undefined) return { ok: false, code: 'invalid_token', scheme: 'DPoP' };
@@ -243,18 +244,16 @@ class Verifier implements LatchkeyVerifier {
     try {
       answer = await binding.sessionStatus(token);
     } catch (error) {
-      // The platform flags failures of the call itself (latchkey restarting, overloaded) as
-      // retryable; anything else is a misconfiguration or a bug and surfaces as such.
-      const flags = error as { retryable?: boolean; overloaded?: boolean } | null;
-      if (!flags?.retryable && !flags?.overloaded) throw error;
+      // Latchkey restarting or overloaded; anything else is a misconfiguration or a bug.
+      if (!isTransientPlatformFailure(error)) throw error;
       console.error('latchkey verify: sessionStatus failed:', String(error));
-      return { ok: false, code: 'temporarily_unavailable', retryAfterSeconds: 1 };
+      return { ok: false, code: 'temporarily_unavailable', retryAfterSeconds: TRANSIENT_RETRY_AFTER_SECONDS };
     }
     const status = (answer as Partial<SessionStatus> | null)?.status;
     if (status === 'live') return { ok: true, claims };
     if (typeof status === 'string' && SESSION_FAULTS.has(status)) {
       const code = status as SessionFault;
-      return code === 'temporarily_unavailable' ? { ok: false, code, retryAfterSeconds: 1 } : { ok: false, code };
+      return code === 'temporarily_unavailable' ? { ok: false, code, retryAfterSeconds: TRANSIENT_RETRY_AFTER_SECONDS } : { ok: false, code };
     }
     throw new Error('latchkey verify: sessionStatus gave an answer it does not define (is the binding\'s entrypoint "LatchkeyInternal"?)');
   }

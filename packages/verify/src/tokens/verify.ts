@@ -56,6 +56,14 @@ export type VerifyResult =
   | { ok: false; reason: 'invalid' }
   | { ok: false; reason: 'expired'; claims: AccessTokenClaims };
 
+/**
+ * The problem code (API.md) of a token that did not verify: `token_expired` tells the client to
+ * renew, `invalid_token` that renewing will not help. latchkey's routes and every verifier answer alike.
+ */
+export function tokenFailureCode(failure: { reason: 'invalid' | 'expired' }): 'token_expired' | 'invalid_token' {
+  return failure.reason === 'expired' ? 'token_expired' : 'invalid_token';
+}
+
 const INVALID = { ok: false, reason: 'invalid' } as const;
 
 /**

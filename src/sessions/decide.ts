@@ -4,8 +4,11 @@
  * table is tested on its own. The user's Durable Object loads, calls this, persists, answers.
  */
 
-/** What renewal needs of a verified token (rule 1 has already passed). */
-export interface PresentedToken {
+/**
+ * The generation of a verified token and its instants: what renewal needs of it (rule 1 has
+ * already passed). Not where the token came from (header or cookie: src/http/presented-token.ts).
+ */
+export interface TokenGeneration {
   gen: number;
   /** Seconds. */
   iat: number;
@@ -68,30 +71,35 @@ export function renewalPolicy(config: Config): RenewalPolicy {
   };
 }
 
+/**
+ * Each decision carries the stored session it is about, as loaded: what the caller persists or
+ * answers from. Rules 2 and 3 are about no live session (none may be stored at all), and say so.
+ */
 export type RenewalDecision =
   /**
    * Rule 1a: a session bound through DBSC, shown its current, unexpired token without a DBSC
    * proof. The browser renews it (its refresh carries the proof); the token stays as it is.
    */
-  | { kind: 'browser_renews' }
+  | { kind: 'browser_renews'; session: SessionRecord }
   /** Rule 1b: a session bound to a key, and no valid proof of it. Nothing is revoked. */
-  | { kind: 'unproven' }
+  | { kind: 'unproven'; session: SessionRecord }
   /** Rule 2: idle too long. */
-  | { kind: 'inactive' }
+  | { kind: 'inactive'; session: null }
   /** Rule 3: unknown or revoked session. */
-  | { kind: 'revoked' }
+  | { kind: 'revoked'; session: null }
   /** Rule 4: past the absolute limit. */
-  | { kind: 'expired' }
-  /** Rule 5: mint generation `nextGen`. */
-  | { kind: 'rotate'; nextGen: number }
+  | { kind: 'expired'; session: SessionRecord }
+  /** Rule 5: mint generation `nextGen` of `session` (sessions/build.ts, `rotatedSession`). */
+  | { kind: 'rotate'; session: SessionRecord; nextGen: number }
   /** Rule 6: answer the current generation's token again. */
-  | { kind: 'grace' }
+  | { kind: 'grace'; session: SessionRecord }
   /** Rule 7: a superseded token shown again; revoke the session, or every session of the user. */
-  | { kind: 'reuse'; scope: 'session' | 'user' }
+  | { kind: 'reuse'; session: SessionRecord; scope: 'session' | 'user' }
   /** Rule 8: a generation the records never reached. */
-  | { kind: 'mismatch' };
+  | { kind: 'mismatch'; session: SessionRecord };
 
-export type SessionState = 'live' | 'revoked' | 'expired' | 'inactive';
+/** What `sessionLiveness` judges a session: API.md's liveness. */
+export type SessionLiveness = 'live' | 'revoked' | 'expired' | 'inactive';
 
 /**
  * Whether a session is revoked (rule 3) or past its absolute limit (rule 4). A session whose
@@ -100,7 +108,7 @@ export type SessionState = 'live' | 'revoked' | 'expired' | 'inactive';
  * `iat` (whole seconds) could not do. Needs only the login instant and the revocation mark, so
  * the edge's strict check can judge D1's mirror of a session with it as well.
  */
-export function sessionStanding(
+export function revocationStanding(
   session: Pick<SessionRecord, 'createdAt' | 'revokedAt'> | null,
   user: Pick<UserInstants, 'revokedBefore'> | null,
   nowMs: number,
@@ -111,14 +119,17 @@ export function sessionStanding(
   return 'live';
 }
 
-/** API.md's liveness, for strict routes and the sessions list: standing, then the idle limit. */
-export function sessionState(
+/**
+ * API.md's liveness, for strict routes and the sessions list: `revocationStanding`, then the idle
+ * limit, which needs the session's newest token (`genExpiresAt`), kept only by the user's object.
+ */
+export function sessionLiveness(
   session: SessionRecord | null,
   user: UserInstants | null,
   nowMs: number,
   policy: RenewalPolicy,
-): SessionState {
-  const standing = sessionStanding(session, user, nowMs, policy);
+): SessionLiveness {
+  const standing = revocationStanding(session, user, nowMs, policy);
   if (standing !== 'live' || !session) return standing;
   return nowMs - session.genExpiresAt * 1000 > policy.renewWindowMs ? 'inactive' : 'live';
 }
@@ -133,7 +144,7 @@ export function sessionState(
  * the session's login instant; any superseded token before the current generation was minted.
  * Only past those does the whole-second `iat` decide, and its same second resolves toward safety.
  */
-function reuseScope(token: PresentedToken, session: SessionRecord, user: UserInstants): 'session' | 'user' {
+function reuseScope(token: TokenGeneration, session: SessionRecord, user: UserInstants): 'session' | 'user' {
   // Every token of a session is minted at or after that session's login.
   if (session.createdAt >= user.lastLoginAt) return 'user';
   if (token.gen === 1) return 'session';
@@ -143,7 +154,7 @@ function reuseScope(token: PresentedToken, session: SessionRecord, user: UserIns
 }
 
 /** Rule 2: the token expired longer ago than the renew window; no stored record can change that. */
-export function isInactive(token: PresentedToken, nowMs: number, policy: RenewalPolicy): boolean {
+export function isInactive(token: TokenGeneration, nowMs: number, policy: RenewalPolicy): boolean {
   return nowMs - token.exp * 1000 > policy.renewWindowMs;
 }
 
@@ -168,7 +179,7 @@ export function provesBinding(session: Pick<SessionRecord, 'dpopJkt' | 'dbscJkt'
  * nothing it could not learn from any route. Anything else goes on to rule 1b.
  */
 function browserRenewal(
-  token: PresentedToken,
+  token: TokenGeneration,
   session: SessionRecord,
   user: UserInstants | null,
   nowMs: number,
@@ -177,8 +188,9 @@ function browserRenewal(
 ): RenewalDecision | null {
   if (session.dbscJkt === null || proof?.kind === 'dbsc') return null;
   if (token.gen !== session.gen || token.exp * 1000 <= nowMs) return null;
-  const state = sessionState(session, user, nowMs, policy);
-  return state === 'live' ? { kind: 'browser_renews' } : { kind: state };
+  const liveness = sessionLiveness(session, user, nowMs, policy);
+  if (liveness === 'live') return { kind: 'browser_renews', session };
+  return liveness === 'expired' ? { kind: 'expired', session } : { kind: liveness, session: null };
 }
 
 /**
@@ -187,7 +199,7 @@ function browserRenewal(
  * without its key stops at rule 1b, before anything could be revoked.
  */
 export function decideRenewal(
-  token: PresentedToken,
+  token: TokenGeneration,
   session: SessionRecord | null,
   user: UserInstants | null,
   nowMs: number,
@@ -196,16 +208,16 @@ export function decideRenewal(
 ): RenewalDecision {
   const renewedByBrowser = session === null ? null : browserRenewal(token, session, user, nowMs, policy, proof);
   if (renewedByBrowser !== null) return renewedByBrowser;
-  if (session !== null && !provesBinding(session, proof)) return { kind: 'unproven' };
-  if (isInactive(token, nowMs, policy)) return { kind: 'inactive' };
-  const standing = sessionStanding(session, user, nowMs, policy);
-  if (standing === 'revoked' || !session || !user) return { kind: 'revoked' };
+  if (session !== null && !provesBinding(session, proof)) return { kind: 'unproven', session };
+  if (isInactive(token, nowMs, policy)) return { kind: 'inactive', session: null };
+  const standing = revocationStanding(session, user, nowMs, policy);
+  if (standing === 'revoked' || !session || !user) return { kind: 'revoked', session: null };
   // Belt and braces for rule 3's "T minted at or before U.revoked_before": a token whose whole
   // `iat` second lies at or before the revocation instant is dead even if the session row says otherwise.
-  if (token.iat * 1000 + 999 <= user.revokedBefore) return { kind: 'revoked' };
-  if (standing === 'expired') return { kind: 'expired' };
-  if (token.gen === session.gen) return { kind: 'rotate', nextGen: session.gen + 1 };
-  if (token.gen === session.gen - 1 && nowMs - session.genMintedAt < policy.reuseGraceMs) return { kind: 'grace' };
-  if (token.gen < session.gen) return { kind: 'reuse', scope: reuseScope(token, session, user) };
-  return { kind: 'mismatch' };
+  if (token.iat * 1000 + 999 <= user.revokedBefore) return { kind: 'revoked', session: null };
+  if (standing === 'expired') return { kind: 'expired', session };
+  if (token.gen === session.gen) return { kind: 'rotate', session, nextGen: session.gen + 1 };
+  if (token.gen === session.gen - 1 && nowMs - session.genMintedAt < policy.reuseGraceMs) return { kind: 'grace', session };
+  if (token.gen < session.gen) return { kind: 'reuse', session, scope: reuseScope(token, session, user) };
+  return { kind: 'mismatch', session };
 }

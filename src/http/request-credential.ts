@@ -1,17 +1,15 @@
 import { ApiError } from '../errors';
 import type { AppContext } from './context';
 import { allowedOrigin } from './cors';
-import { authorizationCredential, type TokenScheme } from './credentials';
+import { authorizationCredential, type CredentialSource } from './credentials';
 import { tokenFromCookie } from './token-cookie';
-
-/** Where the request's access token came from: the Authorization header under its scheme, or the cookie. */
-export type CredentialSource = TokenScheme | 'cookie';
 
 /** Methods that change nothing (RFC 9110 §9.2.1); everything else here is a POST or a DELETE. */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
- * The access token of the request: the Authorization header first, else the cookie of cookie mode.
+ * The access token of the request and where it came from: the Authorization header first, else
+ * the cookie of cookie mode. `undefined`: the request carries neither.
  *
  * A cookie rides along on any request the browser makes to this host, including one another page
  * started (CSRF). SameSite=Strict stops other sites, but not other origins of the same site
@@ -20,7 +18,7 @@ const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
  * browsers set Origin on every POST and DELETE, and a page cannot forge it. A header token needs
  * no such check: no browser attaches it on its own.
  */
-export function presentedToken(c: AppContext): { token: string | undefined; via: CredentialSource } | undefined {
+export function requestCredential(c: AppContext): { token: string | undefined; via: CredentialSource } | undefined {
   const header = authorizationCredential(c.req.raw);
   if (header !== undefined && (header.token !== undefined || header.scheme === 'DPoP')) {
     return { token: header.token, via: header.scheme };
