@@ -1,16 +1,15 @@
 // Starting the Worker in local workerd for the benchmark: bundling, the two hosts compared
 // (Miniflare driven directly, and `wrangler dev`), and reading workerd's CPU time from /proc.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startLocalServer } from '../scripts/local-server.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 // Miniflare exactly as the pinned wrangler uses it (its own dependency, with its own workerd).
 const fromWrangler = createRequire(require.resolve('wrangler'));
-const wranglerBin = join(root, 'node_modules', '.bin', 'wrangler');
 
 /** The version of the workerd that the pinned wrangler (and so its Miniflare) runs. */
 export function workerdVersion() {
@@ -80,45 +79,8 @@ export async function startMiniflare({ script, port, bindings = {}, durableObjec
 
 /**
  * `wrangler dev` on `port` (loopback) with the project's own wrangler.toml and entry. `--log-level
- * warn` turns its per-request log lines off. Always stopped by the caller, by process group.
+ * warn` turns its per-request log lines off. Always stopped by the caller (scripts/local-server.mjs).
  */
-export async function startWranglerDev({ port, inspectorPort, vars = {}, persistTo }) {
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort)];
-  args.push('--log-level', 'warn', '--show-interactive-dev-session=false');
-  if (persistTo) args.push('--persist-to', persistTo);
-  for (const [name, value] of Object.entries(vars)) args.push('--var', `${name}:${value}`);
-  const child = spawn(wranglerBin, args, {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited: ${stderr}`);
-    try {
-      if ((await fetch(`${url}/health`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      process.kill(-child.pid, 'SIGTERM');
-      throw new Error(`wrangler dev did not answer within 60 s: ${stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  const stop = async () => {
-    if (child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    process.kill(-child.pid, 'SIGTERM');
-    const timer = setTimeout(() => child.exitCode === null && process.kill(-child.pid, 'SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  return { url, pid: child.pid, stop };
+export function startWranglerDev({ port, inspectorPort, vars = {}, persistTo }) {
+  return startLocalServer({ wranglerDev: true, port, inspectorPort, vars, persistTo, args: ['--log-level', 'warn'], startTimeoutMs: 60_000 });
 }

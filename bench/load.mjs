@@ -10,7 +10,8 @@
 // renewal latency, and exits non-zero if any of them is wrong.
 //
 //   npm run load [-- --seconds 60 --users 24 --clients 3 --victims 4 --port 8811 --inspector-port 9311]
-import { machine, percentile, startServer } from './lib/server.mjs';
+import { startLocalServer } from '../scripts/local-server.mjs';
+import { BENCH_LOG_LEVEL, machine, percentile } from './lib/report.mjs';
 
 const options = {};
 for (let index = 2; index < process.argv.length; index++) {
@@ -29,7 +30,8 @@ const PASSWORD = 'correct horse battery staple';
 
 const PORT = Number(options.port ?? 8811);
 
-const server = await startServer({
+const server = await startLocalServer({
+  args: BENCH_LOG_LEVEL,
   port: PORT,
   inspectorPort: Number(options['inspector-port'] ?? 9311),
   // This run signs every user and client in from one address, many at once, and counts any 503 as

@@ -1,22 +1,8 @@
 // CPU time of local processes, from /proc (Linux): what workerd spends per request.
 import { readdirSync, readFileSync } from 'node:fs';
+import { descendants } from '../scripts/local-server.mjs';
 
-/** Process ids below `pid` (children, grandchildren…), from /proc. */
-export function descendants(pid) {
-  const found = [];
-  const queue = [pid];
-  while (queue.length > 0) {
-    const current = queue.shift();
-    for (const task of safeList(`/proc/${current}/task`)) {
-      const children = safeRead(`/proc/${current}/task/${task}/children`).trim();
-      for (const child of children ? children.split(/\s+/).map(Number) : []) {
-        found.push(child);
-        queue.push(child);
-      }
-    }
-  }
-  return found;
-}
+export { descendants };
 
 /** The workerd processes under `pid`. */
 export function workerdPids(pid = process.pid) {

@@ -7,7 +7,7 @@
 //   latchkey pins, so the versions its tests run are ones an app can get;
 // - every module a package's source imports is its own (relative) or one it declares: a package
 //   never reaches into latchkey's src/ (tsc's rootDir refuses relative paths out of src/ too).
-// CI runs it, and so does test/node/packages.test.ts.
+// CI runs it, and so does test/tools/packages.test.ts.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,8 +1,8 @@
 #!/bin/sh
-# Unpacks the Chromium that the DBSC browser tests drive (e2e/dbsc.test.mjs) into .cache/, beside
+# Unpacks the Chromium that the DBSC browser tests drive (test/browser/dbsc.test.mjs) into .cache/, beside
 # the system's, without installing it: Debian bookworm's Chromium 150 performs Device Bound
 # Session Credentials on http://localhost with software keys when started with the switches in
-# e2e/harness.mjs. Debian's later security builds (156) were seen to ignore the registration
+# test/support/browser-harness.mjs. Debian's later security builds (156) were seen to ignore the registration
 # header with the same switches, so the version is pinned here. Needs apt's package lists
 # (`apt-get update`) and Debian's mirror; does nothing once unpacked.
 set -eu

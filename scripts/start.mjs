@@ -3,11 +3,12 @@
 // D1, run `wrangler dev`, and stop it completely on Ctrl-C, SIGTERM or SIGHUP.
 // Arguments after `--` go to `wrangler dev` (npm start -- --port 9000 --var ACCESS_TOKEN_TTL:2).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stop as stopEsbuild } from 'esbuild';
 import { buildClient } from './build-client.mjs';
+import { signalGroup, waitForGroupsExit } from './local-server.mjs';
 import { generateAdminToken, generateSigningKey } from './signing-key.mjs';
 
 /** wrangler dev's own default; wrangler.toml sets no [dev] port. */
@@ -58,51 +59,6 @@ export function wranglerEnv(base = process.env) {
 
 /** Time for wrangler and workerd to stop after the signal before they are killed. */
 const STOP_GRACE_MS = 10_000;
-
-/**
- * Whether any process of the group still runs. On Linux, zombies do not count: where PID 1 does
- * not reap orphans (some containers), a child that outlived its parent stays listed after it
- * exits, and `kill(-pgid, 0)` would keep answering yes.
- */
-function groupAlive(pgid) {
-  if (process.platform === 'linux') {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let stat;
-      try {
-        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      } catch {
-        continue; // Exited while we looked.
-      }
-      // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(pgrp) === pgid && state !== 'Z') return true;
-    }
-    return false;
-  }
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function signalGroup(pgid, signal) {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // The group is empty already.
-  }
-}
-
-async function waitForGroupExit(pgid, ms) {
-  for (const deadline = Date.now() + ms; Date.now() < deadline; ) {
-    if (!groupAlive(pgid)) return true;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return !groupAlive(pgid);
-}
 
 async function main() {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -163,10 +119,10 @@ async function main() {
     }
     stopping = true;
     signalGroup(pgid, signal);
-    if (!(await waitForGroupExit(pgid, STOP_GRACE_MS))) {
+    if (!(await waitForGroupsExit([pgid], STOP_GRACE_MS))) {
       console.error(`latchkey: wrangler did not stop within ${STOP_GRACE_MS / 1000} s of ${signal}; killing it`);
       signalGroup(pgid, 'SIGKILL');
-      await waitForGroupExit(pgid, 2_000);
+      await waitForGroupsExit([pgid], 2_000);
     }
     process.exit(0);
   };

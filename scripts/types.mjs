@@ -16,8 +16,9 @@ const wrangler = join(root, 'node_modules', '.bin', 'wrangler');
 
 const TARGETS = [
   { dir: root, args: ['--strict-vars=false', '--env-file', '.dev.vars.example'] },
-  // The example is its own TypeScript program (its Env must not merge with latchkey's).
-  { dir: join(root, 'examples', 'resource-worker'), args: ['--include-runtime=false', '--strict-vars=false'] },
+  // The example is its own TypeScript program (its Env must not merge with latchkey's), with the
+  // runtime's types generated beside its Env as latchkey's are: one source of them in either program.
+  { dir: join(root, 'examples', 'resource-worker'), args: ['--strict-vars=false'] },
 ];
 const FILE = 'worker-configuration.d.ts';
 

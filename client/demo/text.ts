@@ -12,7 +12,7 @@ export interface Words {
 
 /**
  * One table for every code. Keys shared by an event type and a sign-out reason (`logout`,
- * `logout_all`) read the same in both places. test/node/demo-text.test.ts checks at compile time
+ * `logout_all`) read the same in both places. test/unit/demo-text.test.ts checks at compile time
  * that each event type, each problem code and each sign-out reason of the client has an entry.
  */
 export const WORDS = {

@@ -105,7 +105,7 @@ export default defineProject({
         modulesRoot: dirname(latchkeyScript),
         scriptPath: latchkeyScript,
         // Like the main suite, many sign-ins from one address: the per-address limit and the hash
-        // budget (test-only switches) are off; test/login-storm.test.ts proves them.
+        // budget (test-only switches) are off; test/worker/login-storm.test.ts proves them.
         bindings: {
           ...latchkeyOptions.bindings,
           ISSUER,
@@ -167,6 +167,6 @@ export default defineProject({
     name: 'two-workers',
     root: here,
     include: ['*.test.ts'],
-    setupFiles: ['../setup.ts'],
+    setupFiles: ['../support/setup.ts'],
   },
 });

@@ -1,7 +1,7 @@
 /**
  * The pieces of DPoP (RFC 9449) around the proof check: how a request's credential and proof header
  * are read, how refusals are answered, the proof on a login, and the replay cache. The proofs
- * themselves, good and bad, are the corpus in test/attacks/dpop-proofs.json.
+ * themselves, good and bad, are the corpus in test/security/dpop-proofs.json.
  */
 import { generateProof, generateKeyPair as generateProofKey } from 'dpop';
 import { calculateJwkThumbprint, exportJWK } from 'jose';

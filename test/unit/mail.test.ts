@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { lifetimeInWords, linkTo, resetMessage } from '../../src/email/messages';
 import { composeMessage } from '../../src/email/mime';
 import { isLinkToken, isUsableLink, type LinkTokenRecord, newLinkToken } from '../../src/email/tokens';
-import { parseMail } from '../mailbox';
+import { parseMail } from '../support/mail-parse';
 
 const FROM = { address: 'no-reply@mail.example.com', name: 'Example' };
 
