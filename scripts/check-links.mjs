@@ -5,6 +5,9 @@
 // `[Quick start](#quick-start)`). Only links count: `[text](path)`, `![alt](path)` and reference
 // definitions `[label]: path`, outside code. A file named in prose or in backticks is not a link.
 // Web addresses are not checked, nor fragments of files that are not markdown.
+// It also fails when a path of the repository named in backticks (`src/sessions/decide.ts`,
+// `test/worker/`, `scripts/*.mjs`) no longer exists: the docs name files to point a reader at
+// them, and a file that moved must not leave them pointing at nothing.
 // It also fails when docs/API.md does not document every configuration variable src/config.ts
 // reads, each in a row of a table (`| \`NAME\` | default | ...`) whose default is src/config.ts's.
 // CI runs it. Option: --root <dir> (default: the repository).
@@ -145,6 +148,36 @@ export function brokenLinks(root, files = markdownFiles(root)) {
   return broken;
 }
 
+/** The top-level folders whose files the docs name in backticks. */
+const NAMED_ROOTS = ['src', 'test', 'bench', 'scripts', 'packages', 'client', 'examples', 'migrations', 'docs', 'public'];
+
+/** The repository paths a markdown text names in backticks (outside fenced blocks), with their line numbers. */
+export function findNamedPaths(markdown) {
+  const named = [];
+  const pattern = new RegExp(`^(?:${NAMED_ROOTS.join('|')})/[\\w@.*/-]*$`);
+  withoutFences(markdown).forEach((line, index) => {
+    for (const match of line.matchAll(/`([^`\s]+)`/g)) {
+      if (pattern.test(match[1])) named.push({ path: match[1], line: index + 1 });
+    }
+  });
+  return named;
+}
+
+/**
+ * Every path named in backticks that does not exist: `{ file, line, target, reason }`. A name with
+ * `*` stands for files of a folder: the folder before the first `*` must exist.
+ */
+export function missingNamedPaths(root, files = markdownFiles(root)) {
+  const missing = [];
+  for (const file of files) {
+    for (const { path, line } of findNamedPaths(readFileSync(file, 'utf8'))) {
+      const fixed = path.includes('*') ? path.slice(0, path.indexOf('*')).replace(/[^/]*$/, '') : path;
+      if (!existsSync(join(root, fixed))) missing.push({ file: relative(root, file), line, target: path, reason: 'no such path' });
+    }
+  }
+  return missing;
+}
+
 /** Every variable src/config.ts reads, with its default where it has one (undefined for secrets). */
 export function configVariables(configSource) {
   const variables = new Map();
@@ -198,16 +231,16 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { values } = parseArgs({ options: { root: { type: 'string' } } });
   const root = values.root ? resolve(values.root) : join(dirname(fileURLToPath(import.meta.url)), '..');
   const files = markdownFiles(root);
-  const broken = brokenLinks(root, files);
+  const broken = [...brokenLinks(root, files), ...missingNamedPaths(root, files)];
   for (const { file, line, target, reason } of broken) console.error(`${file}:${line}: ${target} (${reason})`);
   const undocumented = undocumentedConfig(root);
   for (const { name, reason } of undocumented) console.error(`configuration ${name}: ${reason}`);
   if (broken.length > 0) {
-    console.error(`${broken.length} broken link${broken.length === 1 ? '' : 's'} in ${files.length} files.`);
+    console.error(`${broken.length} broken link${broken.length === 1 ? '' : 's'} or named path${broken.length === 1 ? '' : 's'} in ${files.length} files.`);
   }
   if (undocumented.length > 0) {
     console.error(`${undocumented.length} configuration variable${undocumented.length === 1 ? '' : 's'} not documented as src/config.ts reads ${undocumented.length === 1 ? 'it' : 'them'}.`);
   }
   if (broken.length > 0 || undocumented.length > 0) process.exit(1);
-  console.log(`Links: ${files.length} files, no broken relative link or anchor; docs/API.md documents every configuration variable.`);
+  console.log(`Links: ${files.length} files, no broken relative link or anchor, every path named in backticks exists; docs/API.md documents every configuration variable.`);
 }

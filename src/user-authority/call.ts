@@ -7,8 +7,7 @@ export type AuthorityStub = DurableObjectStub<UserAuthority>;
 
 /** The user's Durable Object. Only ever addressed by an id that exists or a verified token's `sub`. */
 export function authorityStub(env: Pick<Env, 'USER_AUTHORITY'>, userId: string): AuthorityStub {
-  const namespace = env.USER_AUTHORITY as unknown as DurableObjectNamespace<UserAuthority>;
-  return namespace.get(namespace.idFromName(userId));
+  return env.USER_AUTHORITY.get(env.USER_AUTHORITY.idFromName(userId));
 }
 
 /**

@@ -7,7 +7,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain ES module without types.
-import { anchorsOf, brokenLinks, configVariables, findLinks, slugOf, undocumentedConfig } from '../../scripts/check-links.mjs';
+import {
+  anchorsOf,
+  brokenLinks,
+  configVariables,
+  findLinks,
+  findNamedPaths,
+  missingNamedPaths,
+  slugOf,
+  undocumentedConfig,
+} from '../../scripts/check-links.mjs';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'check-links.mjs');
 
@@ -74,6 +83,33 @@ describe('brokenLinks', () => {
     writeFileSync(join(root, 'docs', 'PROTOCOL.md'), '# Protocol\n');
     const { stdout } = await run('node', [SCRIPT, '--root', root]);
     expect(stdout).toMatch(/no broken relative link/);
+  });
+});
+
+describe('paths named in backticks', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'latchkey-named-'));
+    mkdirSync(join(root, 'src', 'sessions'), { recursive: true });
+    writeFileSync(join(root, 'src', 'sessions', 'decide.ts'), '');
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('reads backticked paths under the repository\'s folders, not other code spans nor fenced blocks', () => {
+    const markdown = ['`src/sessions/decide.ts` and `npm test` and `test/*.json`', '```', '`src/fenced.ts`', '```', '`docs/`'].join('\n');
+    expect(findNamedPaths(markdown)).toEqual([
+      { path: 'src/sessions/decide.ts', line: 1 },
+      { path: 'test/*.json', line: 1 },
+      { path: 'docs/', line: 5 },
+    ]);
+  });
+
+  it('reports a named file that moved, and a glob whose folder is gone', () => {
+    writeFileSync(join(root, 'README.md'), 'Rules: `src/sessions/decide.ts`, `src/sessions/*.ts`.\nOld: `src/renewal/decide.ts`, `test/attacks/*.json`.\n');
+    expect(missingNamedPaths(root)).toEqual([
+      { file: 'README.md', line: 2, target: 'src/renewal/decide.ts', reason: 'no such path' },
+      { file: 'README.md', line: 2, target: 'test/attacks/*.json', reason: 'no such path' },
+    ]);
   });
 });
 

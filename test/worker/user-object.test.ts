@@ -55,6 +55,13 @@ describe('the RPC surface is exactly the public API', () => {
     'currentClaims',
     'env',
     'ctx',
+    // Since the object became a shell: its context, its queue, and the methods endSession replaced.
+    'authority',
+    'tail',
+    'revokeAll',
+    'deliverSoon',
+    'logout',
+    'revokeSession',
   ];
 
   it.each(internal)('%s cannot be called or read through a stub', async (name) => {
