@@ -7,16 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain ES module without types.
-import {
-  anchorsOf,
-  brokenLinks,
-  configVariables,
-  findLinks,
-  findNamedPaths,
-  missingNamedPaths,
-  slugOf,
-  undocumentedConfig,
-} from '../../scripts/check-links.mjs';
+import { anchorsOf, brokenLinks, configVariables, findLinks, findNamedPaths, missingNamedPaths, slugOf, undocumentedConfig } from '../../scripts/check-links.mjs';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'check-links.mjs');
 
