@@ -2,7 +2,7 @@
  * Property-based tests of the pure renewal decision against a reference model written from
  * PROTOCOL.md's text, and of the protocol's invariants over sequences of decisions.
  *
- * The reference is deliberately phrased differently from src/renewal/decide.ts: it reasons about
+ * The reference is deliberately phrased differently from src/sessions/decide.ts: it reasons about
  * the interval in which a presented token can have been minted (what its `iat` second and the
  * session's records allow), where the implementation compares seconds directly. Records are
  * generated consistent with what the service writes (a session's tokens are minted after its
