@@ -1,6 +1,6 @@
 import { now } from '../clock';
 import type { Config } from '../config';
-import { type SendAllowance, Store } from '../storage/store';
+import { type SendAllowance, storeFor } from '../storage/store';
 import { linkTo, resetMessage, verificationMessage } from './messages';
 import { sendMail } from './send';
 import { newLinkToken } from './tokens';
@@ -30,7 +30,7 @@ function allowance(key: string): SendAllowance {
 export async function sendResetLink(env: Env, config: Config, email: string): Promise<LinkOutcome> {
   const { token, hash } = await newLinkToken();
   const nowMs = now();
-  const issued = await new Store(env.DB).issueResetLink({
+  const issued = await storeFor(env.DB).issueResetLink({
     email,
     tokenHash: hash,
     nowMs,
@@ -53,7 +53,7 @@ export async function sendVerificationLink(
 ): Promise<{ outcome: LinkOutcome; retryAfterSeconds?: number }> {
   const { token, hash } = await newLinkToken();
   const nowMs = now();
-  const issued = await new Store(env.DB).issueVerificationLink({
+  const issued = await storeFor(env.DB).issueVerificationLink({
     userId,
     tokenHash: hash,
     nowMs,

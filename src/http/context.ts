@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { type Config, configFrom } from '../config';
-import { Store } from '../storage/store';
+import { type Store, storeFor } from '../storage/store';
 import type { AccessTokenClaims } from '../tokens/claims';
 import { type Keyring, keyringFor } from '../tokens/keys';
 import { type AuthorityStub, authorityStub } from '../user-authority/call';
@@ -45,7 +45,7 @@ export function requestState(): MiddlewareHandler<AppEnv> {
     const config = configFrom(c.env);
     let keyring: Promise<Keyring> | undefined;
     c.set('config', config);
-    c.set('store', new Store(c.env.DB));
+    c.set('store', storeFor(c.env.DB));
     c.set('keyring', () => {
       keyring ??= keyringFor(config.signingKeysJson);
       return keyring;

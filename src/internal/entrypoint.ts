@@ -4,7 +4,7 @@ import { now } from '../clock';
 import { configFrom } from '../config';
 import { logStorageUnavailable, StorageUnavailableError } from '../errors';
 import { readSessionLiveness } from '../storage/liveness';
-import { Store } from '../storage/store';
+import { storeFor } from '../storage/store';
 import { keyringFor } from '../tokens/keys';
 import { tokenFailureCode, verifyAccessToken } from '../../packages/verify/src/tokens/verify';
 import type { SessionStatus } from '../../packages/verify/src/session-status';
@@ -42,7 +42,7 @@ export class LatchkeyInternal extends WorkerEntrypoint<Env> {
     if (!result.ok) return { status: tokenFailureCode(result) };
     const { sid, sub } = result.claims;
     try {
-      const liveness = await readSessionLiveness(new Store(this.env.DB), { sid, sub }, config);
+      const liveness = await readSessionLiveness(storeFor(this.env.DB), { sid, sub }, config);
       return { status: liveness.live ? 'live' : liveness.code };
     } catch (error) {
       if (!(error instanceof StorageUnavailableError)) throw error;

@@ -1,7 +1,7 @@
 import { now } from '../clock';
 import type { Config } from '../config';
 import { SEND_WINDOW_MS } from '../email/links';
-import { Store } from './store';
+import { storeFor } from './store';
 
 /**
  * The Cron Trigger's work: D1's rows that can no longer matter go, so the directory grows with
@@ -15,7 +15,7 @@ export async function pruneDirectory(
   config: Config,
 ): Promise<{ sessions: number; attempts: number; links: number; sends: number; challenges: number }> {
   const nowMs = now();
-  const pruned = await new Store(db).prune({
+  const pruned = await storeFor(db).prune({
     sessionsCreatedBefore: nowMs - config.sessionMaxAgeSeconds * 1000,
     attemptsStaleBefore: nowMs - config.loginLockoutSeconds * 1000,
     sendWindowsStartedBefore: nowMs - SEND_WINDOW_MS,

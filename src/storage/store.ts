@@ -123,3 +123,18 @@ export class Store {
     return this.#pruning.prune(...args);
   }
 }
+
+const stores = new WeakMap<D1Database, Store>();
+
+/**
+ * The `Store` of a D1 binding, made on its first use in this isolate and reused by every request
+ * after: a `Store` holds nothing but the binding, so one per binding is enough.
+ */
+export function storeFor(db: D1Database): Store {
+  let store = stores.get(db);
+  if (!store) {
+    store = new Store(db);
+    stores.set(db, store);
+  }
+  return store;
+}

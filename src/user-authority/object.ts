@@ -3,7 +3,7 @@ import { configFrom } from '../config';
 import type { DbscPublicKey } from '../dbsc/proof';
 import { logStorageUnavailable, StorageUnavailableError } from '../errors';
 import type { NewPasskey, PasskeyRecord } from '../storage/records';
-import { Store } from '../storage/store';
+import { storeFor } from '../storage/store';
 import { UserRecords } from '../storage/user-records';
 import type { AccessTokenClaims } from '../tokens/claims';
 import * as account from './account';
@@ -66,7 +66,7 @@ export class UserAuthority extends DurableObject<Env> {
     const records = new UserRecords(ctx.storage.sql);
     this.#authority = {
       records,
-      directory: new Store(env.DB),
+      directory: storeFor(env.DB),
       config: configFrom(env),
       state: ctx,
       transaction: (work) => ctx.storage.transactionSync(work),
